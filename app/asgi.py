@@ -1,0 +1,91 @@
+"""create_app(settings) -> Litestar. `uvicorn --factory app.asgi:create_app` reads the settings from the env."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar, Request, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from app.context import AppContext
+from app.errors import EXCEPTION_HANDLERS
+from app.metrics import Metrics
+from app.routes.openai import openai_router
+from app.routes.system import package_version, system_routes
+from app.settings import Settings, settings_from_env
+from ocr_engine.model_info import load_model_info
+from workers.dispatch import Dispatcher
+
+
+def build_dispatcher(settings: Settings) -> Dispatcher:
+    """Embedded (in-process worker thread) unless a Redis URL is set."""
+    if not settings.embedded:
+        raise SystemExit("OCRSERVE_REDIS_URL is set, but Celery workers are not available in this version")
+    from workers.local import LocalDispatcher
+    from workers.model_host import build_ocr
+
+    def load():  # runs on the worker thread, so /health answers 503 while the weights load
+        return build_ocr(
+            settings.model,
+            limits=settings.document_limits,
+            device=settings.device,
+            dtype=settings.dtype,
+            batch_size=settings.batch_size,
+            ngram_size=settings.ngram_size,
+            ngram_window=settings.ngram_window,
+        )
+
+    return LocalDispatcher(load)
+
+
+def _provide_context(state: State) -> AppContext:
+    return state.context
+
+
+@get("/openapi.json", include_in_schema=False)
+async def openapi_json(request: Request) -> dict:
+    return request.app.openapi_schema.to_schema()
+
+
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> Litestar:
+    settings = settings or settings_from_env()
+    model = load_model_info(settings.model)
+    dispatcher = dispatcher or build_dispatcher(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.url_read_timeout, connect=settings.url_connect_timeout)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as http:
+            app.state.context = AppContext(
+                settings=settings,
+                dispatcher=dispatcher,
+                model=model,
+                metrics=Metrics(),
+                http=http,
+                started_at=int(time.time()),
+            )
+            await dispatcher.start()
+            try:
+                yield
+            finally:
+                await dispatcher.close()
+
+    return Litestar(
+        route_handlers=[openai_router, openapi_json, *system_routes],
+        dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ocrserve",
+            version=package_version(),
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+    )

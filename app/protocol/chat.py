@@ -1,0 +1,98 @@
+"""/v1/chat/completions: OpenAI chat messages whose content mixes text, images and files."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from app.protocol.common import OcrOptions, Stop, StreamOptions, UsageInfo
+
+
+class TextPart(msgspec.Struct, tag_field="type", tag="text", kw_only=True):
+    text: str
+
+
+class ImageUrl(msgspec.Struct, kw_only=True):
+    url: str
+    detail: str | None = None
+
+
+class ImageUrlPart(msgspec.Struct, tag_field="type", tag="image_url", kw_only=True):
+    image_url: ImageUrl
+
+
+class FileData(msgspec.Struct, kw_only=True):
+    file_data: str | None = None
+    filename: str | None = None
+    file_id: str | None = None
+
+
+class FilePart(msgspec.Struct, tag_field="type", tag="file", kw_only=True):
+    file: FileData
+
+
+ContentPart = TextPart | ImageUrlPart | FilePart
+
+
+class ChatMessage(msgspec.Struct, kw_only=True):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Stop = None
+    seed: int | None = None
+    n: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ocr: OcrOptions | None = None
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    role: str = "assistant"
+    content: str | None = None
+
+
+class Choice(msgspec.Struct, kw_only=True):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: UsageInfo
+    object: str = "chat.completion"
+
+
+class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: UsageInfo | None = None
+    object: str = "chat.completion.chunk"

@@ -1,0 +1,46 @@
+"""Pieces shared by several resources."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ocr_engine.results import Usage
+
+
+class UsageInfo(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageInfo:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """ocrserve's extension field `ocr` (send it through the openai SDK with `extra_body={"ocr": {...}}`)."""
+
+    preset: str | None = None
+    output_format: Literal["markdown", "raw"] = "markdown"
+    dpi: int | None = None
+    pages: str | list[int] | None = None
+    page_separator: str | None = None
+
+
+Stop = str | list[str] | None
+
+
+def stop_sequences(stop: Stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)

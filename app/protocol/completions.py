@@ -1,0 +1,37 @@
+"""/v1/completions: a plain text prompt answered by the decoder."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.protocol.common import Stop, StreamOptions, UsageInfo
+
+
+class CompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = 16
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Stop = None
+    seed: int | None = None
+    n: int | None = None
+    echo: bool = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class CompletionChoice(msgspec.Struct, kw_only=True):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class Completion(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageInfo | None = None
+    object: str = "text_completion"

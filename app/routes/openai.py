@@ -1,0 +1,55 @@
+"""The OpenAI-compatible endpoints under /v1 (behind the API-key guard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Router, get, post
+
+from app.auth import require_api_key
+from app.context import AppContext
+from app.errors import ApiError
+from app.protocol.chat import ChatCompletionRequest
+from app.protocol.completions import CompletionRequest
+from app.protocol.models import ModelCard, ModelList
+from app.serving.chat import create_chat_completion
+from app.serving.completions import create_completion
+
+
+@post("/chat/completions", status_code=200, summary="Chat completion over images and PDFs")
+async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
+    return await create_chat_completion(ctx, data)
+
+
+@post("/completions", status_code=200, summary="Text completion")
+async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
+    return await create_completion(ctx, data)
+
+
+def _card(ctx: AppContext) -> ModelCard:
+    return ModelCard(
+        id=ctx.settings.model_name,
+        created=ctx.started_at,
+        root=ctx.settings.model,
+        max_model_len=ctx.model.max_model_len,
+    )
+
+
+@get("/models", summary="List the served model")
+async def list_models(ctx: AppContext) -> ModelList:
+    return ModelList(data=[_card(ctx)])
+
+
+@get("/models/{model_id:path}", summary="Describe the served model")
+async def get_model(model_id: str, ctx: AppContext) -> ModelCard:
+    model_id = model_id.lstrip("/")
+    if model_id not in (ctx.settings.model_name, ctx.settings.model):
+        raise ApiError(404, f"the model `{model_id}` does not exist", code="model_not_found", param="model")
+    return _card(ctx)
+
+
+openai_router = Router(
+    path="/v1",
+    route_handlers=[chat_completions, completions, list_models, get_model],
+    guards=[require_api_key],
+)

@@ -1,0 +1,110 @@
+"""What chat and completions share: model and parameter checks, submitting a job, and reading its events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from app.context import AppContext
+from app.errors import ApiError, api_error_of_job
+from app.protocol.common import Stop, stop_sequences
+from app.protocol.errors import ErrorBody, ErrorResponse
+from ocr_engine.request import OcrRequest, SamplingParams
+from ocr_engine.results import OcrResult
+from workers.dispatch import Readiness
+from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
+from workers.jobs import JobRecord
+
+
+def check_model(ctx: AppContext, model: str | None) -> None:
+    if model is not None and model not in (ctx.settings.model_name, ctx.settings.model):
+        raise ApiError(
+            404,
+            f"the model `{model}` does not exist; this server serves `{ctx.settings.model_name}`",
+            code="model_not_found",
+            param="model",
+        )
+
+
+def check_single_choice(n: int | None) -> None:
+    if n not in (None, 1):
+        raise ApiError(400, "only n=1 is supported", code="unsupported_value", param="n")
+
+
+def sampling_params(
+    ctx: AppContext,
+    *,
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    stop: Stop,
+    seed: int | None,
+    max_tokens_param: str = "max_tokens",
+) -> SamplingParams:
+    """Validate OpenAI sampling fields against the model and turn them into engine parameters."""
+    limit = ctx.model.max_model_len
+    if max_tokens is not None and not 1 <= max_tokens <= limit:
+        raise ApiError(
+            400,
+            f"{max_tokens_param} must be between 1 and the model's length of {limit} tokens, got {max_tokens}",
+            code="invalid_value",
+            param=max_tokens_param,
+        )
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise ApiError(400, "temperature must be between 0 and 2", code="invalid_value", param="temperature")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ApiError(400, "top_p must be greater than 0 and at most 1", code="invalid_value", param="top_p")
+    stops = stop_sequences(stop)
+    if len(stops) > 4:
+        raise ApiError(400, "at most 4 stop sequences are allowed", code="invalid_value", param="stop")
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature or 0.0,
+        top_p=1.0 if top_p is None else top_p,
+        stop=stops,
+        seed=seed,
+    )
+
+
+async def submit(ctx: AppContext, request: OcrRequest) -> JobRecord:
+    status = ctx.dispatcher.status()
+    if status.readiness is Readiness.FAILED:
+        raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
+    return await ctx.dispatcher.submit(request)
+
+
+async def collect(ctx: AppContext, record: JobRecord) -> OcrResult:
+    """Wait for a job's result; a failed job becomes the matching HTTP error."""
+    async for event in ctx.dispatcher.events(record.id):
+        match event:
+            case JobCompleted(result=result):
+                ctx.metrics.record_result(len(result.pages), result.usage, time.time() - record.created_at)
+                return result
+            case JobFailed(error=error):
+                raise api_error_of_job(error)
+            case JobCancelled():
+                raise ApiError(400, "the job was cancelled", code="cancelled")
+    raise ApiError(500, "the job ended without a result", type="server_error", code="internal_error")
+
+
+async def follow(ctx: AppContext, record: JobRecord) -> AsyncIterator[JobEvent]:
+    """A job's events for a stream; if the client goes away before the end, the job is cancelled."""
+    finished = False
+    try:
+        async for event in ctx.dispatcher.events(record.id):
+            if isinstance(event, JobCompleted):
+                result = event.result
+                ctx.metrics.record_result(len(result.pages), result.usage, time.time() - record.created_at)
+            finished = isinstance(event, JobCompleted | JobFailed | JobCancelled)
+            yield event
+    finally:
+        if not finished:
+            await ctx.dispatcher.cancel(record.id)
+
+
+def stream_error(error: JobError) -> ErrorResponse:
+    """An error sent inside an SSE stream (the openai SDK raises it as an APIError)."""
+    api_error = api_error_of_job(error)
+    return ErrorResponse(
+        error=ErrorBody(message=api_error.message, type=api_error.type, param=api_error.param, code=api_error.code)
+    )

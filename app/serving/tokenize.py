@@ -1,0 +1,31 @@
+"""/tokenize and /detokenize with the served model's tokenizer."""
+
+from __future__ import annotations
+
+from app.context import AppContext
+from app.errors import ApiError
+from app.protocol.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from app.serving.inputs import message_text
+from app.serving.jobs import check_model
+from ocr_engine.prompts import text_prompt
+
+
+def tokenize(ctx: AppContext, body: TokenizeRequest) -> TokenizeResponse:
+    check_model(ctx, body.model)
+    if (body.prompt is None) == (body.messages is None):
+        raise ApiError(400, "send exactly one of prompt or messages", param="prompt")
+    text = (
+        body.prompt
+        if body.prompt is not None
+        else text_prompt([(m.role, message_text(m)) for m in body.messages or ()])
+    )
+    tokens = ctx.model.tokenizer(text, add_special_tokens=body.add_special_tokens).input_ids
+    return TokenizeResponse(count=len(tokens), max_model_len=ctx.model.max_model_len, tokens=tokens)
+
+
+def detokenize(ctx: AppContext, body: DetokenizeRequest) -> DetokenizeResponse:
+    check_model(ctx, body.model)
+    vocab = len(ctx.model.tokenizer)
+    if bad := [t for t in body.tokens if not 0 <= t < vocab]:
+        raise ApiError(400, f"token ids out of range 0..{vocab - 1}: {bad[:5]}", param="tokens")
+    return DetokenizeResponse(prompt=ctx.model.tokenizer.decode(body.tokens))

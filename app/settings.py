@@ -1,0 +1,143 @@
+"""Settings: one Struct, read once from `OCRSERVE_*` environment variables, overridable by CLI flags.
+
+Every field `foo_bar` is `OCRSERVE_FOO_BAR` in the environment and `--foo-bar` on the command line; the help
+text below is what `ocrserve serve --help` prints and what the README's settings table says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ocr_engine.documents import DocumentLimits, UrlPolicy
+
+ENV_PREFIX = "OCRSERVE_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    model: str = "deepseek-community/DeepSeek-OCR-2"
+    served_model_name: str | None = None
+    redis_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 4
+    default_dpi: int = 144
+    max_dpi: int = 300
+    max_pages: int = 500
+    max_document_bytes: int = 50 * 1024 * 1024
+    max_request_bytes: int = 100 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    url_connect_timeout: float = 5.0
+    url_read_timeout: float = 30.0
+    url_max_redirects: int = 3
+    url_allowed_hosts: tuple[str, ...] = ()
+    url_allow_private: bool = False
+    ngram_size: int = 30
+    ngram_window: int = 90
+    log_level: str = "info"
+
+    @property
+    def model_name(self) -> str:
+        """The id clients send as `model` (and see in /v1/models)."""
+        return self.served_model_name or self.model
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(
+            max_bytes=self.max_document_bytes,
+            max_pages=self.max_pages,
+            max_pixels=self.max_pixels,
+            max_dpi=self.max_dpi,
+        )
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy(
+            connect_timeout=self.url_connect_timeout,
+            read_timeout=self.url_read_timeout,
+            max_redirects=self.url_max_redirects,
+            allowed_hosts=self.url_allowed_hosts,
+            allow_private=self.url_allow_private,
+        )
+
+
+HELP: dict[str, str] = {
+    "model": "hub id or local directory of a DeepSeek-OCR-2 checkpoint",
+    "served_model_name": "model id clients use (default: the value of model)",
+    "redis_url": "Redis URL for Celery workers; unset = embedded mode (model in the API process)",
+    "api_keys": "comma-separated keys; when set, /v1/* requires `Authorization: Bearer <key>`",
+    "host": "address the HTTP server binds",
+    "port": "port the HTTP server listens on",
+    "device": "auto (CUDA if available, else CPU), cpu, cuda or cuda:N",
+    "dtype": "auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16 or float32",
+    "batch_size": "pages decoded together in one batch",
+    "default_dpi": "PDF rasterization DPI when the request names none",
+    "max_dpi": "largest DPI a request may ask for",
+    "max_pages": "most pages per request (all documents together)",
+    "max_document_bytes": "largest document (decoded bytes) per image or file part",
+    "max_request_bytes": "largest HTTP request body",
+    "max_pixels": "largest page raster or image, in pixels",
+    "url_connect_timeout": "seconds to connect when fetching an image URL",
+    "url_read_timeout": "seconds to wait for data when fetching an image URL",
+    "url_max_redirects": "redirects followed when fetching a URL (each hop re-checked)",
+    "url_allowed_hosts": "comma-separated hosts (or *.domain) URLs may point to; empty = any public host",
+    "url_allow_private": "allow URLs resolving to private, loopback or link-local addresses",
+    "ngram_size": "repetition guard: n-gram length that may not repeat",
+    "ngram_window": "repetition guard: window of recent tokens searched for repeats",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _convert(raw: Mapping[str, Any], base: Settings) -> Settings:
+    """Apply string values (from env or flags) over `base`, converting and validating them."""
+    fields = msgspec.structs.asdict(base)
+    for name, value in raw.items():
+        default = fields[name]
+        fields[name] = tuple(_split(value)) if isinstance(default, tuple) else (value or None)
+    try:
+        return msgspec.convert(fields, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"invalid setting: {exc}") from None
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    raw = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in Settings.__struct_fields__
+        if ENV_PREFIX + name.upper() in environ
+    }
+    return _convert(raw, Settings())
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """`--foo-bar VALUE` for each setting (values stay strings; `apply_flags` converts them)."""
+    for name in names or Settings.__struct_fields__:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag, dest=f"setting_{name}", metavar="VALUE", help=f"{HELP[name]} [{ENV_PREFIX}{name.upper()}]"
+        )
+
+
+def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    raw = {
+        name: getattr(args, f"setting_{name}")
+        for name in Settings.__struct_fields__
+        if getattr(args, f"setting_{name}", None) is not None
+    }
+    return _convert(raw, settings) if raw else settings

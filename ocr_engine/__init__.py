@@ -1,0 +1,1 @@
+"""Document OCR with DeepSeek-OCR models: documents in, Markdown out. Knows nothing of HTTP or queues."""

@@ -1,0 +1,56 @@
+"""Domain errors. Their messages are written for the client: they say what was wrong and what to change."""
+
+from __future__ import annotations
+
+
+class OcrError(Exception):
+    """Base class; `code` is a stable machine-readable name, `param` the request field at fault."""
+
+    code = "ocr_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidInput(OcrError):
+    """The request itself is wrong (bad field, bad base64, undecodable document…): the client must fix it."""
+
+    code = "invalid_input"
+
+
+class UnsupportedDocument(InvalidInput):
+    """The bytes are not a document type we can read (or are corrupt / encrypted)."""
+
+    code = "unsupported_document"
+
+
+class LimitExceeded(InvalidInput):
+    """A configured limit (bytes, pages, pixels, tokens) was exceeded; the message names the limit."""
+
+    code = "limit_exceeded"
+
+
+class FetchFailed(InvalidInput):
+    """A URL could not be fetched; the message says why."""
+
+    code = "fetch_failed"
+
+
+class UrlNotAllowed(InvalidInput):
+    """A URL points somewhere the URL policy forbids (private address, host not allowed, bad scheme)."""
+
+    code = "url_not_allowed"
+
+
+class ModelUnavailable(OcrError):
+    """The model weights could not be found or loaded; the message says what to set."""
+
+    code = "model_unavailable"
+
+
+class JobCancelled(OcrError):
+    """Generation stopped because the job was cancelled."""
+
+    code = "cancelled"

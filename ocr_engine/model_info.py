@@ -1,0 +1,58 @@
+"""What the API needs to know about a model without loading its weights (no torch): length and tokenizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ocr_engine.errors import ModelUnavailable
+
+MODEL_HINT = (
+    "set OCRSERVE_MODEL (--model) to a local checkpoint directory or a reachable hub id; "
+    "`ocrserve write-checkpoint DIR` writes a tiny random one for smoke runs"
+)
+
+
+def first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def read_model_config(source: str) -> dict[str, Any]:
+    """config.json of a local directory or a hub repository (downloaded and cached by huggingface_hub)."""
+    try:
+        if Path(source).is_dir():
+            path = Path(source) / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(repo_id=source, filename="config.json"))
+        return json.loads(path.read_text())
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot find model {source!r} ({first_line(exc)}); {MODEL_HINT}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    source: str
+    model_type: str
+    max_model_len: int
+    tokenizer: Any
+
+
+def load_model_info(source: str) -> ModelInfo:
+    config = read_model_config(source)
+    text = config.get("text_config") or config.get("language_config") or config
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load the tokenizer of {source!r} ({first_line(exc)}); {MODEL_HINT}") from exc
+    return ModelInfo(
+        source=source,
+        model_type=config.get("model_type", ""),
+        max_model_len=int(text.get("max_position_embeddings", 8192)),
+        tokenizer=tokenizer,
+    )

@@ -1,0 +1,40 @@
+"""The interface between the generation loop and one model family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+
+@dataclass(slots=True)
+class PreparedSequence:
+    """One sequence ready for prefill: token ids (image placeholders expanded) and its vision inputs, if any.
+
+    Vision tensors stay uint8 on the CPU until the batch is built, so pages can be prepared ahead cheaply.
+    """
+
+    input_ids: list[int]
+    vision: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelAdapter(Protocol):
+    """What the engine needs from a loaded model family."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    eos_token_id: int
+    pad_token_id: int
+    max_model_len: int
+
+    def prepare(self, prompt: str, image: Image.Image | None) -> PreparedSequence:
+        """Tokenize `prompt` (with one `<image>` placeholder when `image` is given) and preprocess the image."""
+        ...
+
+    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, torch.Tensor | list[int]]:
+        """The model's vision keyword arguments for a batch, on the device, normalised, in the model dtype."""
+        ...

@@ -1,0 +1,158 @@
+"""DeepSeek-OCR-2 through transformers' native classes, with our own image preprocessing.
+
+The preprocessing reproduces `DeepseekOcr2ImageProcessorPil` (same tile grid, same bicubic resize, same grey
+padding) but stays in Pillow/uint8 until one fused normalisation on the device, which is several times faster
+than the reference path and ships 4x fewer bytes to the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration, DeepseekOcr2ImageProcessorPil
+from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import get_optimal_tiled_canvas
+
+from ocr_engine.models.base import PreparedSequence
+
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageGeometry:
+    """The preprocessing constants of a checkpoint, read from its processor config."""
+
+    global_size: int
+    tile_size: int
+    min_tiles: int
+    max_tiles: int
+    crop_to_tiles: bool
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    background: tuple[int, int, int]
+    tokens_per_global: int
+    tokens_per_tile: int
+
+    @classmethod
+    def from_processor(
+        cls, processor: DeepseekOcr2ImageProcessorPil, patch_size: int, downsample: int
+    ) -> ImageGeometry:
+        def side_tokens(pixels: int) -> int:
+            return math.ceil(pixels / patch_size / downsample) ** 2
+
+        return cls(
+            global_size=processor.size.height,
+            tile_size=processor.tile_size,
+            min_tiles=processor.min_patches,
+            max_tiles=processor.max_patches,
+            crop_to_tiles=processor.crop_to_patches,
+            mean=tuple(processor.image_mean),
+            std=tuple(processor.image_std),
+            background=tuple(processor.background_color),
+            tokens_per_global=side_tokens(processor.size.height),
+            tokens_per_tile=side_tokens(processor.tile_size),
+        )
+
+
+def _hwc_to_chw(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def global_view(image: Image.Image, geometry: ImageGeometry) -> torch.Tensor:
+    """The whole page scaled to fit the global square and centred on the background colour (uint8, CHW)."""
+    side = geometry.global_size if geometry.crop_to_tiles else geometry.tile_size
+    width, height = image.size
+    scale = side / max(width, height)
+    size = (round(width * scale), round(height * scale))
+    resized = image.resize(size, Image.Resampling.BICUBIC) if size != image.size else image
+    canvas = Image.new("RGB", (side, side), geometry.background)
+    canvas.paste(resized, ((side - size[0]) // 2, (side - size[1]) // 2))
+    return _hwc_to_chw(canvas)
+
+
+def local_tiles(image: Image.Image, geometry: ImageGeometry) -> torch.Tensor | None:
+    """Tiles of the page resized onto the best-fitting grid, row-major (uint8, N×C×T×T); None for small pages."""
+    width, height = image.size
+    tile = geometry.tile_size
+    if not geometry.crop_to_tiles or max(width, height) <= tile:
+        return None
+    cols, rows = get_optimal_tiled_canvas((height, width), (tile, tile), geometry.min_tiles, geometry.max_tiles)
+    resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
+    grid = torch.from_numpy(np.array(resized, dtype=np.uint8)).view(rows, tile, cols, tile, 3)
+    return grid.permute(0, 2, 4, 1, 3).reshape(rows * cols, 3, tile, tile)
+
+
+def normalise(pixels: torch.Tensor, geometry: ImageGeometry, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 → (x/255 - mean)/std, on the device, in the model dtype."""
+    mean = torch.tensor(geometry.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(geometry.std, device=device).view(1, 3, 1, 1)
+    scaled = pixels.to(device, non_blocking=True).float().div_(255.0)
+    return scaled.sub_(mean).div_(std).to(dtype)
+
+
+class DeepseekOcr2Adapter:
+    """Loads a DeepSeek-OCR-2 checkpoint and turns (prompt, page) pairs into model inputs."""
+
+    def __init__(
+        self,
+        model: DeepseekOcr2ForConditionalGeneration,
+        tokenizer: Any,
+        geometry: ImageGeometry,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.geometry = geometry
+        self.device = device
+        self.dtype = dtype
+        text_config = model.config.text_config
+        self.image_token_id = model.config.image_token_id
+        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else text_config.eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
+        self.max_model_len = text_config.max_position_embeddings
+
+    @classmethod
+    def load(cls, source: str, device: torch.device, dtype: torch.dtype) -> DeepseekOcr2Adapter:
+        processor = AutoProcessor.from_pretrained(source, backend="pil")
+        model = DeepseekOcr2ForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="sdpa")
+        model.to(device).eval()
+        geometry = ImageGeometry.from_processor(
+            processor.image_processor, processor.patch_size, processor.downsample_ratio
+        )
+        return cls(model, processor.tokenizer, geometry, device, dtype)
+
+    def image_token_count(self, tiles: int) -> int:
+        return self.geometry.tokens_per_global + self.geometry.tokens_per_tile * tiles + 1
+
+    def prepare(self, prompt: str, image: Image.Image | None) -> PreparedSequence:
+        ids = self.tokenizer(prompt, add_special_tokens=True).input_ids
+        if image is None:
+            return PreparedSequence(input_ids=[i for i in ids if i != self.image_token_id])
+        tiles = local_tiles(image, self.geometry)
+        count = self.image_token_count(0 if tiles is None else tiles.shape[0])
+        at = ids.index(self.image_token_id) if self.image_token_id in ids else 1
+        rest = [i for i in ids[at:] if i != self.image_token_id]
+        expanded = ids[:at] + [self.image_token_id] * count + rest
+        return PreparedSequence(
+            input_ids=expanded, vision={"global": global_view(image, self.geometry), "tiles": tiles}
+        )
+
+    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, torch.Tensor | list[int]]:
+        with_image = [seq.vision for seq in batch if seq.vision]
+        if not with_image:
+            return {}
+        tiles = [v["tiles"] for v in with_image if v["tiles"] is not None]
+        inputs: dict[str, torch.Tensor | list[int]] = {
+            "pixel_values": normalise(
+                torch.stack([v["global"] for v in with_image]), self.geometry, self.device, self.dtype
+            ),
+            "num_local_patches": [0 if v["tiles"] is None else v["tiles"].shape[0] for v in with_image],
+        }
+        if tiles:
+            inputs["pixel_values_local"] = normalise(torch.cat(tiles), self.geometry, self.device, self.dtype)
+        return inputs

@@ -1,0 +1,156 @@
+"""One OCR job end to end: pages produced lazily, batched through the engine, text streamed in page order.
+
+Every consumer (sync replies, SSE, background polling, the CLI) sees the same ordered deltas, and the final
+text of a page is exactly the concatenation of its deltas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import TypeVar
+
+from PIL import Image
+
+from ocr_engine.detokenize import IncrementalDetokenizer
+from ocr_engine.documents import DocumentLimits, iter_document_pages
+from ocr_engine.engine import OcrEngine
+from ocr_engine.grounding import MarkdownStreamCleaner
+from ocr_engine.prompts import image_prompt
+from ocr_engine.request import OcrRequest
+from ocr_engine.results import OcrResult, PageResult, Usage
+from ocr_engine.sampling import make_generator
+from ocr_engine.stopping import StopMatcher
+
+T = TypeVar("T")
+
+
+class OcrListener:
+    """Receives progress of a job; override what you need. `cancelled` is polled between decode steps."""
+
+    def on_delta(self, page: int, text: str) -> None:
+        """Text for `page`, in document order (the page separator is sent as part of the next page)."""
+
+    def on_page(self, page: PageResult, pages_total: int) -> None:
+        """A page is finished."""
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class _PageText:
+    """raw token ids → text → stop sequences → (optionally) grounding tags removed, for one page."""
+
+    def __init__(self, engine: OcrEngine, request: OcrRequest) -> None:
+        adapter = engine.adapter
+        skip = {adapter.eos_token_id, adapter.pad_token_id, adapter.tokenizer.bos_token_id}
+        self.detokenizer = IncrementalDetokenizer(adapter.tokenizer, skip_token_ids=skip - {None})
+        self.stop = StopMatcher(request.sampling.stop)
+        self.cleaner = MarkdownStreamCleaner() if request.output_format == "markdown" else None
+        self.raw: list[str] = []
+        self.text: list[str] = []
+
+    def push(self, token: int) -> str:
+        return self._format(self.stop.feed(self.detokenizer.push(token)))
+
+    def finish(self) -> str:
+        tail = "" if self.stop.stopped else self.stop.feed(self.detokenizer.flush()) + self.stop.finish()
+        text = self._format(tail)
+        if self.cleaner:
+            rest = self.cleaner.finish()
+            self.text.append(rest)
+            text += rest
+        return text
+
+    def _format(self, raw: str) -> str:
+        self.raw.append(raw)
+        text = self.cleaner.feed(raw) if self.cleaner else raw
+        self.text.append(text)
+        return text
+
+
+class _InOrder:
+    """Releases page deltas in page order, buffering pages of a batch that run ahead of an unfinished one."""
+
+    def __init__(self, listener: OcrListener, separator: str) -> None:
+        self.listener = listener
+        self.separator = separator
+        self.current = 0
+        self.pending: dict[int, list[str]] = {}
+        self.finished: set[int] = set()
+
+    def delta(self, page: int, text: str) -> None:
+        if page == self.current:
+            self.listener.on_delta(page, text)
+        else:
+            self.pending.setdefault(page, []).append(text)
+
+    def page_done(self, page: int, pages_total: int) -> None:
+        self.finished.add(page)
+        while self.current in self.finished and self.current + 1 < pages_total:
+            self.current += 1
+            self.listener.on_delta(self.current, self.separator + "".join(self.pending.pop(self.current, [])))
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _page_inputs(request: OcrRequest, limits: DocumentLimits) -> Iterator[tuple[str, Image.Image | None]]:
+    if not request.documents:
+        yield request.prompt, None
+        return
+    prompt = image_prompt(request.prompt)
+    for document in request.documents:
+        for image in iter_document_pages(document, request.dpi, limits):
+            yield prompt, image
+
+
+def run_ocr(
+    engine: OcrEngine, request: OcrRequest, *, limits: DocumentLimits, listener: OcrListener | None = None
+) -> OcrResult:
+    """OCR every selected page of every document (or answer a text-only prompt) and join the pages."""
+    listener = listener or OcrListener()
+    adapter = engine.adapter
+    pages_total = max(request.page_total, 1)
+    generator = make_generator(request.sampling, adapter.device)
+    ordered = _InOrder(listener, request.page_separator)
+    results: list[PageResult] = []
+    for chunk in _batched(_page_inputs(request, limits), engine.batch_size):
+        first = len(results)
+        prepared = [adapter.prepare(prompt, image) for prompt, image in chunk]
+        del chunk
+        texts = [_PageText(engine, request) for _ in prepared]
+
+        def on_token(row: int, token: int, texts: list[_PageText] = texts, first: int = first) -> bool:
+            if delta := texts[row].push(token):
+                ordered.delta(first + row, delta)
+            return texts[row].stop.stopped
+
+        outputs = engine.generate(
+            prepared, request.sampling, on_token=on_token, cancelled=listener.cancelled, generator=generator
+        )
+        for row, (text, output) in enumerate(zip(texts, outputs, strict=True)):
+            if tail := text.finish():
+                ordered.delta(first + row, tail)
+            page = PageResult(
+                index=first + row,
+                text="".join(text.text),
+                raw_text="".join(text.raw),
+                finish_reason=output.finish_reason,
+                usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=len(output.token_ids)),
+            )
+            results.append(page)
+            ordered.page_done(page.index, pages_total)
+            listener.on_page(page, pages_total)
+    usage = Usage()
+    for page in results:
+        usage.add(page.usage)
+    return OcrResult(
+        text=request.page_separator.join(page.text for page in results),
+        pages=results,
+        usage=usage,
+        finish_reason="length" if any(p.finish_reason == "length" for p in results) else "stop",
+    )

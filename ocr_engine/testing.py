@@ -1,0 +1,126 @@
+"""Tiny random-weight checkpoints in the real on-disk format, for tests and smoke runs.
+
+They keep the real geometry (1024 px global view, 768 px tiles, 16 px patches, 144/256 vision queries, the
+real special tokens) and shrink only the widths, so they load and generate through exactly the code path of
+the published weights, just fast enough for a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    DeepseekOcr2Config,
+    DeepseekOcr2ForConditionalGeneration,
+    DeepseekOcr2ImageProcessorPil,
+    DeepseekOcr2Processor,
+    PreTrainedTokenizerFast,
+)
+
+BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
+# The special tokens of the published DeepSeek-OCR tokenizers, in their order there.
+OCR_SPECIAL_TOKENS = (
+    "<image>",
+    "<|ref|>",
+    "<|/ref|>",
+    "<|det|>",
+    "<|/det|>",
+    "<|grounding|>",
+    "<td>",
+    "</td>",
+    "<tr>",
+    "</tr>",
+    "<|User|>",
+    "<|Assistant|>",
+)
+_CORPUS = (
+    "# Title\n\nConvert the document to markdown. Free OCR. Parse the figure. Describe this image in detail.",
+    "| a | b |\n|---|---|\n| 1 | 2 |\nThe quick brown fox jumps over the lazy dog. 0123456789",
+    "Straße café naïve 東京 数学 ∑ α β γ — “quotes” ‘single’ • bullet € $ % & @ ! ? ; : ( ) [ ] { }",
+    "Invoice total: 1,234.56 EUR. Date 2026-11-23. Page 1 of 3. Locate the table in the image.",
+)
+
+
+def build_tokenizer(vocab_size: int = 640) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with BOS 0, EOS 1, pad 2 and the OCR special tokens, like the real one."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(OCR_SPECIAL_TOKENS),
+        special_tokens=[BOS, EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD, add_bos_token=True
+    )
+    fast.add_special_tokens({"additional_special_tokens": list(OCR_SPECIAL_TOKENS)})
+    return fast
+
+
+def tiny_ocr2_config(
+    vocab_size: int, image_token_id: int, *, max_position_embeddings: int = 4096
+) -> DeepseekOcr2Config:
+    """Real DeepSeek-OCR-2 geometry with tiny widths: SAM 32 wide, 2 layers; encoder 32; decoder 64, 2 layers, MoE."""
+    return DeepseekOcr2Config(
+        vision_config={
+            "sam_config": {
+                "hidden_size": 32,
+                "output_channels": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "global_attn_indexes": [1],
+                "downsample_channels": [32, 32],
+            },
+            "encoder_config": {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "vocab_size": 16,
+            },
+        },
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "moe_intermediate_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "n_routed_experts": 4,
+            "n_shared_experts": 1,
+            "num_experts_per_tok": 2,
+            "mlp_layer_types": ["dense", "sparse"],
+            "max_position_embeddings": max_position_embeddings,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 2,
+        },
+        image_token_id=image_token_id,
+    )
+
+
+def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0) -> Path:
+    """Write config, safetensors weights, tokenizer and processor configs of a random tiny DeepSeek-OCR-2."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    config = tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(seed)
+    model = DeepseekOcr2ForConditionalGeneration(config).eval()
+    model.generation_config.bos_token_id = 0
+    model.generation_config.eos_token_id = 1
+    model.generation_config.pad_token_id = 2
+    model.save_pretrained(path)
+    processor = DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tokenizer)
+    processor.save_pretrained(path)
+    return path
+
+
+CHECKPOINT_WRITERS = {"deepseek-ocr-2": write_tiny_deepseek_ocr2}

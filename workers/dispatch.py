@@ -1,0 +1,50 @@
+"""The dispatcher interface the API talks to; in-process (embedded) and Celery + Redis implement it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+
+from ocr_engine.request import OcrRequest
+from workers.events import JobEvent
+from workers.jobs import JobRecord
+
+
+class Readiness(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
+    readiness: Readiness
+    message: str = ""
+    queued: int = 0
+    running: int = 0
+
+
+class Dispatcher(Protocol):
+    async def start(self) -> None:
+        """Begin loading the model / connecting; returns at once (readiness says when it is done)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> EngineStatus: ...
+
+    async def submit(self, request: OcrRequest) -> JobRecord:
+        """Queue a job; its events can be read from the start with `events`."""
+        ...
+
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Every event of the job from the first, ending with the terminal one."""
+        ...
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        """Ask a job to stop: a queued job is cancelled at once, a running one between decode steps."""
+        ...

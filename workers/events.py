@@ -1,0 +1,52 @@
+"""Per-job events: the single source for sync replies, SSE streams and background polling."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ocr_engine.results import FinishReason, OcrResult
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    """A failure safe to show to the client: `kind` is `invalid_request` (their input) or `server` (ours)."""
+
+    code: str
+    message: str
+    kind: str = "server"
+    param: str | None = None
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of all events."""
+
+
+class JobStarted(JobEvent, tag="started"):
+    pages_total: int
+
+
+class TextDelta(JobEvent, tag="delta"):
+    page: int
+    text: str
+
+
+class PageFinished(JobEvent, tag="page"):
+    page: int
+    pages_done: int
+    pages_total: int
+    finish_reason: FinishReason
+
+
+class JobCompleted(JobEvent, tag="completed"):
+    result: OcrResult
+
+
+class JobFailed(JobEvent, tag="failed"):
+    error: JobError
+
+
+class JobCancelled(JobEvent, tag="cancelled"):
+    pass
+
+
+AnyEvent = JobStarted | TextDelta | PageFinished | JobCompleted | JobFailed | JobCancelled
+TERMINAL_EVENTS = (JobCompleted, JobFailed, JobCancelled)

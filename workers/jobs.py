@@ -1,0 +1,68 @@
+"""Job records and their state machine: every state change is the result of applying an event."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+
+import msgspec
+
+from ocr_engine.results import OcrResult
+from workers.events import (
+    JobCancelled,
+    JobCompleted,
+    JobError,
+    JobEvent,
+    JobFailed,
+    JobStarted,
+    PageFinished,
+)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobRecord(msgspec.Struct, kw_only=True):
+    id: str
+    state: JobState = JobState.QUEUED
+    created_at: float = msgspec.field(default_factory=time.time)
+    finished_at: float | None = None
+    pages_total: int = 0
+    pages_done: int = 0
+    result: OcrResult | None = None
+    error: JobError | None = None
+
+    @classmethod
+    def new(cls, pages_total: int) -> JobRecord:
+        return cls(id=uuid.uuid4().hex, pages_total=pages_total)
+
+    def apply(self, event: JobEvent) -> None:
+        """Advance the record; events after a terminal state are ignored (a late cancel loses to completion)."""
+        if self.state.terminal:
+            return
+        match event:
+            case JobStarted(pages_total=total):
+                self.state, self.pages_total = JobState.RUNNING, total
+            case PageFinished(pages_done=done):
+                self.pages_done = done
+            case JobCompleted(result=result):
+                self._finish(JobState.COMPLETED)
+                self.result = result
+            case JobFailed(error=error):
+                self._finish(JobState.FAILED)
+                self.error = error
+            case JobCancelled():
+                self._finish(JobState.CANCELLED)
+
+    def _finish(self, state: JobState) -> None:
+        self.state, self.finished_at = state, time.time()

@@ -1,0 +1,160 @@
+"""Embedded mode: one worker thread in the API process owns the model; jobs and events live in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from ocr_engine.errors import OcrError
+from ocr_engine.request import OcrRequest
+from workers.dispatch import EngineStatus, Readiness
+from workers.events import TERMINAL_EVENTS, JobCancelled, JobError, JobEvent, JobFailed
+from workers.jobs import JobRecord, JobState
+from workers.runner import OcrFunction, run_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Job:
+    record: JobRecord
+    request: OcrRequest | None
+    events: list[JobEvent] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class LocalDispatcher:
+    """Runs jobs one at a time on a worker thread (the engine batches pages within a job)."""
+
+    def __init__(self, load: Callable[[], OcrFunction], *, job_ttl: float = 3600.0, max_jobs: int = 1000) -> None:
+        self._load = load
+        self._job_ttl = job_ttl
+        self._max_jobs = max_jobs
+        self._jobs: dict[str, _Job] = {}
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._readiness = Readiness.LOADING
+        self._message = "loading the model"
+        self._running: str | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name="ocr-worker", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            readiness=self._readiness,
+            message=self._message,
+            queued=self._queue.qsize(),
+            running=int(self._running is not None),
+        )
+
+    async def submit(self, request: OcrRequest) -> JobRecord:
+        self._evict()
+        job = _Job(record=JobRecord.new(max(request.page_total, 1)), request=request)
+        self._jobs[job.record.id] = job
+        self._queue.put(job.record.id)
+        return job.record
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        return job.record if job else None
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        job.cancel.set()
+        if job.record.state is JobState.QUEUED:
+            self._emit(job, JobCancelled())
+        return job.record
+
+    async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        loop = asyncio.get_running_loop()
+        seen = 0
+        while True:
+            while seen < len(job.events):
+                event = job.events[seen]
+                seen += 1
+                yield event
+                if isinstance(event, TERMINAL_EVENTS):
+                    return
+            waiter = loop.create_future()
+            job.waiters.append(waiter)
+            if seen == len(job.events):
+                await waiter
+
+    def _emit(self, job: _Job, event: JobEvent) -> None:
+        with self._lock:
+            if job.record.state.terminal:
+                return
+            job.record.apply(event)
+            job.events.append(event)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, job)
+
+    @staticmethod
+    def _wake(job: _Job) -> None:
+        waiters, job.waiters = job.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _evict(self) -> None:
+        """Forget finished jobs past their time to live, and the oldest finished ones beyond `max_jobs`."""
+        now = time.time()
+        finished = [j for j in self._jobs.values() if j.record.finished_at is not None]
+        finished.sort(key=lambda j: j.record.finished_at or 0.0)
+        excess = len(self._jobs) - self._max_jobs + 1
+        for index, job in enumerate(finished):
+            if index < excess or now - (job.record.finished_at or now) > self._job_ttl:
+                del self._jobs[job.record.id]
+
+    def _fail_queued(self, error: JobError) -> None:
+        while True:
+            try:
+                job_id = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job_id is not None and (job := self._jobs.get(job_id)):
+                self._emit(job, JobFailed(error=error))
+
+    def _work(self) -> None:
+        try:
+            ocr = self._load()
+        except Exception as exc:
+            self._readiness = Readiness.FAILED
+            self._message = exc.message if isinstance(exc, OcrError) else f"model failed to load: {exc}"
+            log.error("model failed to load: %s", self._message, exc_info=not isinstance(exc, OcrError))
+            self._fail_queued(JobError(code="model_unavailable", message=self._message))
+            return
+        self._readiness, self._message = Readiness.READY, "ready"
+        while (job_id := self._queue.get()) is not None:
+            job = self._jobs.get(job_id)
+            if job is None or job.record.state.terminal or job.request is None:
+                continue
+            self._running = job_id
+            try:
+                run_job(job_id, job.request, ocr, lambda event, job=job: self._emit(job, event), job.cancel.is_set)
+            finally:
+                job.request = None
+                self._running = None

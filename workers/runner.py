@@ -1,0 +1,82 @@
+"""Run one job and translate its progress into events; shared by every dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
+from ocr_engine.pipeline import OcrListener
+from ocr_engine.request import OcrRequest
+from ocr_engine.results import OcrResult, PageResult
+from workers.events import (
+    JobCancelled as JobCancelledEvent,
+)
+from workers.events import (
+    JobCompleted,
+    JobError,
+    JobEvent,
+    JobFailed,
+    JobStarted,
+    PageFinished,
+    TextDelta,
+)
+
+log = logging.getLogger(__name__)
+OcrFunction = Callable[[OcrRequest, OcrListener], OcrResult]
+
+
+class _EventListener(OcrListener):
+    def __init__(self, emit: Callable[[JobEvent], None], cancelled: Callable[[], bool]) -> None:
+        self.emit = emit
+        self.is_cancelled = cancelled
+        self.pages_done = 0
+
+    def on_delta(self, page: int, text: str) -> None:
+        self.emit(TextDelta(page=page, text=text))
+
+    def on_page(self, page: PageResult, pages_total: int) -> None:
+        self.pages_done += 1
+        self.emit(
+            PageFinished(
+                page=page.index,
+                pages_done=self.pages_done,
+                pages_total=pages_total,
+                finish_reason=page.finish_reason,
+            )
+        )
+
+    def cancelled(self) -> bool:
+        return self.is_cancelled()
+
+
+def error_of(exc: Exception) -> JobError:
+    """Client-safe error for an exception: our domain errors keep their message, anything else is hidden."""
+    if isinstance(exc, OcrError):
+        kind = "invalid_request" if isinstance(exc, InvalidInput) else "server"
+        return JobError(code=exc.code, message=exc.message, kind=kind, param=exc.param)
+    return JobError(code="internal_error", message="internal error while running the job", kind="server")
+
+
+def run_job(
+    job_id: str,
+    request: OcrRequest,
+    ocr: OcrFunction,
+    emit: Callable[[JobEvent], None],
+    cancelled: Callable[[], bool],
+) -> None:
+    """Emit started → deltas/pages → exactly one terminal event. Never raises."""
+    if cancelled():
+        emit(JobCancelledEvent())
+        return
+    emit(JobStarted(pages_total=max(request.page_total, 1)))
+    try:
+        result = ocr(request, _EventListener(emit, cancelled))
+    except JobCancelled:
+        emit(JobCancelledEvent())
+    except Exception as exc:
+        if not isinstance(exc, OcrError):
+            log.exception("job %s failed", job_id)
+        emit(JobFailed(error=error_of(exc)))
+    else:
+        emit(JobCompleted(result=result))
