@@ -21,6 +21,8 @@ def first_line(exc: Exception) -> str:
 
 def read_model_config(source: str) -> dict[str, Any]:
     """config.json of a local directory or a hub repository (downloaded and cached by huggingface_hub)."""
+    if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
+        raise ModelUnavailable(f"no checkpoint directory at {source!r}; {MODEL_HINT}")
     try:
         if Path(source).is_dir():
             path = Path(source) / "config.json"

@@ -1,0 +1,106 @@
+"""The `ocrserve` console script: serve, ocr FILE…, write-checkpoint DIR."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.settings import add_settings_flags, apply_flags, settings_from_env
+from ocr_engine.errors import OcrError
+
+_ENGINE_SETTINGS = ("model", "device", "dtype", "batch_size", "default_dpi", "max_pages", "max_pixels", "max_dpi")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.asgi import create_app
+
+    settings = apply_flags(settings_from_env(), args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5)
+
+
+def _ocr(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ocr_engine.documents import load_document
+    from ocr_engine.pipeline import OcrListener
+    from ocr_engine.prompts import resolve_instruction
+    from ocr_engine.request import OcrRequest, SamplingParams
+    from ocr_engine.results import PageResult
+    from workers.model_host import build_ocr
+
+    settings = apply_flags(settings_from_env(), args)
+    limits = settings.document_limits
+    ocr = build_ocr(
+        settings.model, limits=limits, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+    )
+    instruction = resolve_instruction(args.prompt, args.preset)
+    for file in args.files:
+        document = load_document(file.read_bytes(), name=file.name, pages=args.pages, limits=limits)
+        request = OcrRequest(
+            prompt=instruction,
+            documents=(document,),
+            sampling=SamplingParams(max_tokens=args.max_tokens),
+            output_format="raw" if args.raw else "markdown",
+            dpi=settings.default_dpi,
+        )
+        with tqdm(total=request.page_total, desc=file.name, unit="page") as bar:
+
+            class Progress(OcrListener):
+                def on_page(self, page: PageResult, pages_total: int) -> None:
+                    bar.update(1)
+
+            result = ocr(request, Progress())
+        target = (args.output or file.parent) / f"{file.stem}.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(result.text + "\n", encoding="utf-8")
+        print(f"{file} -> {target} ({len(result.pages)} pages, {result.usage.completion_tokens} tokens)")
+
+
+def _write_checkpoint(args: argparse.Namespace) -> None:
+    from ocr_engine.testing import CHECKPOINT_WRITERS
+
+    path = CHECKPOINT_WRITERS[args.family](args.directory, seed=args.seed)
+    print(f"wrote a tiny random {args.family} checkpoint to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocrserve", description="OpenAI-compatible document OCR with DeepSeek-OCR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (embedded mode unless OCRSERVE_REDIS_URL is set)")
+    add_settings_flags(serve)
+    serve.set_defaults(run=_serve)
+
+    ocr = commands.add_parser("ocr", help="OCR files locally (no server) into Markdown files")
+    ocr.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PDFs or images")
+    ocr.add_argument("-o", "--output", type=Path, help="directory for the .md files (default: next to each input)")
+    ocr.add_argument("--preset", help="markdown, free_ocr, figure, describe, locate or ocr")
+    ocr.add_argument("--prompt", help="instruction text (instead of a preset)")
+    ocr.add_argument("--pages", help="pages to read, 1-based, e.g. 1-3,7")
+    ocr.add_argument("--max-tokens", type=int, help="most tokens generated per page")
+    ocr.add_argument("--raw", action="store_true", help="keep the model's grounding tags")
+    add_settings_flags(ocr, _ENGINE_SETTINGS)
+    ocr.set_defaults(run=_ocr)
+
+    write = commands.add_parser("write-checkpoint", help="write a tiny random-weight checkpoint (tests, smoke runs)")
+    write.add_argument("directory", type=Path)
+    write.add_argument("--family", choices=["deepseek-ocr-2"], default="deepseek-ocr-2")
+    write.add_argument("--seed", type=int, default=0)
+    write.set_defaults(run=_write_checkpoint)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except OcrError as exc:
+        sys.exit(f"ocrserve: {exc.message}")
+    except KeyboardInterrupt:
+        sys.exit(130)
