@@ -1,0 +1,21 @@
+"""Documents in, page images out: fetching, decoding, type sniffing, limits and rasterizing."""
+
+from ocr_engine.documents.fetch import fetch_url
+from ocr_engine.documents.limits import DocumentLimits
+from ocr_engine.documents.loading import check_page_total, load_document
+from ocr_engine.documents.pages import iter_document_pages, parse_page_selection
+from ocr_engine.documents.payload import decode_base64_payload
+from ocr_engine.documents.sniff import sniff_kind
+from ocr_engine.documents.url_policy import UrlPolicy
+
+__all__ = [
+    "DocumentLimits",
+    "UrlPolicy",
+    "check_page_total",
+    "decode_base64_payload",
+    "fetch_url",
+    "iter_document_pages",
+    "load_document",
+    "parse_page_selection",
+    "sniff_kind",
+]

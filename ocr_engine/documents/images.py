@@ -1,0 +1,78 @@
+"""Decode images into upright RGB pages with Pillow, checking their size before any pixel data is decoded."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ocr_engine.documents.limits import DocumentLimits
+from ocr_engine.errors import LimitExceeded, UnsupportedDocument
+
+# Only TIFF pages are document pages; GIF/WEBP frames are animation, so those count as one page (the first).
+_MULTI_PAGE_FORMATS = frozenset({"TIFF"})
+# What Pillow raises on corrupt or truncated data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+_WHITE = (255, 255, 255, 255)
+
+
+@contextmanager
+def _open_image(data: bytes, limits: DocumentLimits) -> Iterator[Image.Image]:
+    """Open lazily (header only); Pillow errors raised inside the block become client-facing errors."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            yield image
+    except Image.DecompressionBombError as exc:
+        raise LimitExceeded(
+            f"image is too large to decode safely; the limit is {limits.max_pixels:,} pixels per page"
+            " (OCRSERVE_MAX_PIXELS)"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedDocument("could not decode image: unknown format or corrupt data") from exc
+    except _DECODE_ERRORS as exc:
+        raise UnsupportedDocument(f"could not decode image: {exc}") from exc
+
+
+def _select_frame(image: Image.Image, index: int, limits: DocumentLimits) -> None:
+    """Seek to a page and refuse it by its header size, before its pixels are decoded."""
+    image.seek(index)
+    subject = f"image page {index + 1}" if index else "image"
+    limits.check_pixels(image.width, image.height, subject)
+
+
+def count_image_pages(data: bytes, limits: DocumentLimits) -> int:
+    """Pages of an image (frames of a multi-page TIFF, else 1), checking every page against max_pixels."""
+    with _open_image(data, limits) as image:
+        count = image.n_frames if image.format in _MULTI_PAGE_FORMATS else 1
+        for index in range(count):
+            _select_frame(image, index, limits)
+        return count
+
+
+def iter_image_pages(data: bytes, pages: Sequence[int], limits: DocumentLimits) -> Iterator[Image.Image]:
+    """Yield the selected 0-based pages as upright RGB images, decoding one page at a time."""
+    with _open_image(data, limits) as image:
+        for index in pages:
+            _select_frame(image, index, limits)
+            image.load()
+            yield _to_rgb(ImageOps.exif_transpose(image))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten transparency onto white (what a scan shows) and bring every mode to 8-bit RGB."""
+    if image.has_transparency_data:
+        background = Image.new("RGBA", image.size, _WHITE)
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
+    return image.convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale high-bit-depth grey to 0..255; a plain convert would clip everything above 255 to white."""
+    high = image.getextrema()[1]
+    if high > 255:
+        image = image.point(lambda value: value * (255 / high))
+    return image.convert("L")
