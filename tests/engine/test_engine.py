@@ -1,0 +1,110 @@
+"""The engine on a tiny random checkpoint loaded through the real `from_pretrained` path."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from transformers import DeepseekOcr2ImageProcessorPil
+
+from ocr_engine.engine import OcrEngine
+from ocr_engine.errors import JobCancelled, LimitExceeded, ModelUnavailable
+from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, global_view, local_tiles, normalise
+from ocr_engine.models.loading import load_adapter
+from ocr_engine.request import SamplingParams
+
+
+def text_page(width: int, height: int, seed: int) -> Image.Image:
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    rng = random.Random(seed)
+    for line in range(25):
+        draw.text((rng.randint(0, width - 80), rng.randint(0, height - 20)), f"Line {line} total 12.50", fill="black")
+    return image
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_checkpoint) -> DeepseekOcr2Adapter:
+    return load_adapter(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def engine(adapter) -> OcrEngine:
+    return OcrEngine(adapter, batch_size=4)
+
+
+def never(*_: object) -> bool:
+    return False
+
+
+def test_loader_recognises_the_family_and_reports_missing_checkpoints(adapter, tmp_path):
+    assert isinstance(adapter, DeepseekOcr2Adapter)
+    assert adapter.dtype == torch.float32
+    with pytest.raises(ModelUnavailable, match="OCRSERVE_MODEL"):
+        load_adapter(str(tmp_path / "missing"))
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ModelUnavailable, match="not a DeepSeek-OCR model"):
+        load_adapter(str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [(1191, 1684), (2000, 1000), (600, 400), (768, 769)])
+def test_preprocessing_matches_transformers_processor(adapter, size):
+    page = text_page(*size, seed=size[0])
+    reference = DeepseekOcr2ImageProcessorPil.from_pretrained(adapter.model.name_or_path)(
+        images=[page], return_tensors="pt"
+    )
+    geometry, cpu = adapter.geometry, torch.device("cpu")
+    ours_global = normalise(global_view(page, geometry)[None], geometry, cpu, torch.float32)
+    assert torch.allclose(ours_global, reference["pixel_values"], atol=1e-2)
+    tiles = local_tiles(page, geometry)
+    assert reference["num_local_patches"].tolist() == [0 if tiles is None else tiles.shape[0]]
+    if tiles is not None:
+        assert torch.allclose(normalise(tiles, geometry, cpu, torch.float32), reference["pixel_values_local"], atol=1e-2)
+
+
+def test_image_tokens_follow_the_tile_count(adapter):
+    big = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 1))
+    small = adapter.prepare("<image>\nFree OCR.", text_page(600, 400, 2))
+    image_id = adapter.image_token_id
+    assert small.input_ids.count(image_id) == 256 + 1
+    assert big.input_ids.count(image_id) == 256 + 144 * big.vision["tiles"].shape[0] + 1
+
+
+def test_a_page_decodes_the_same_alone_and_in_a_padded_batch(engine, adapter):
+    long_page = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 3))
+    short_page = adapter.prepare("<image>\n<|grounding|>Convert the document to markdown.", text_page(500, 400, 4))
+    params = SamplingParams(max_tokens=12)
+    alone = [engine.generate([p], params, on_token=never, cancelled=never)[0] for p in (long_page, short_page)]
+    together = engine.generate([long_page, short_page], params, on_token=never, cancelled=never)
+    assert [o.token_ids for o in together] == [o.token_ids for o in alone]
+    assert [o.prompt_tokens for o in together] == [len(long_page.input_ids), len(short_page.input_ids)]
+
+
+def test_budget_callback_stop_and_cancel(engine, adapter):
+    prompt = adapter.prepare("Hello", None)
+    seen: list[int] = []
+    out = engine.generate([prompt], SamplingParams(max_tokens=5), on_token=lambda _, t: seen.append(t) or False, cancelled=never)[0]
+    assert out.finish_reason == "length" and len(out.token_ids) == 5 and seen == out.token_ids
+    stopped = engine.generate([prompt], SamplingParams(max_tokens=5), on_token=lambda *_: True, cancelled=never)[0]
+    assert stopped.finish_reason == "stop" and len(stopped.token_ids) == 1
+    with pytest.raises(JobCancelled):
+        engine.generate([prompt], SamplingParams(max_tokens=5), on_token=never, cancelled=lambda: True)
+
+
+def test_sampling_is_reproducible_with_a_seed(engine, adapter):
+    from ocr_engine.sampling import make_generator
+
+    prompt = adapter.prepare("Hello", None)
+    params = SamplingParams(max_tokens=10, temperature=1.0, seed=7)
+    runs = [
+        engine.generate([prompt], params, on_token=never, cancelled=never, generator=make_generator(params, adapter.device))
+        for _ in range(2)
+    ]
+    assert runs[0][0].token_ids == runs[1][0].token_ids
+
+
+def test_prompt_longer_than_the_model_is_refused(engine):
+    with pytest.raises(LimitExceeded, match="model's length"):
+        engine.row_budget(engine.adapter.max_model_len, SamplingParams())

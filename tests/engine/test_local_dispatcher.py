@@ -1,0 +1,77 @@
+"""The embedded dispatcher with the real engine: events, cancellation, and a model that fails to load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ocr_engine.documents import DocumentLimits
+from ocr_engine.errors import ModelUnavailable
+from ocr_engine.request import OcrRequest, SamplingParams
+from workers.dispatch import Readiness
+from workers.events import JobCancelled, JobCompleted, JobFailed, JobStarted, TextDelta
+from workers.jobs import JobState
+from workers.local import LocalDispatcher
+from workers.model_host import build_ocr
+
+
+async def wait_ready(dispatcher: LocalDispatcher) -> None:
+    for _ in range(600):
+        if dispatcher.status().readiness is not Readiness.LOADING:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the model did not finish loading")
+
+
+def short(max_tokens: int = 4) -> OcrRequest:
+    return OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=max_tokens))
+
+
+@pytest.fixture(scope="module")
+def load(tiny_checkpoint):
+    ocr = build_ocr(str(tiny_checkpoint), limits=DocumentLimits(), device="cpu")
+    return lambda: ocr
+
+
+def test_job_events_and_cancellation(load):
+    async def scenario() -> None:
+        dispatcher = LocalDispatcher(load)
+        await dispatcher.start()
+        await wait_ready(dispatcher)
+        done = await dispatcher.submit(short())
+        events = [event async for event in dispatcher.events(done.id)]
+        assert isinstance(events[0], JobStarted) and isinstance(events[-1], JobCompleted)
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == events[-1].result.text
+        assert (await dispatcher.get(done.id)).state is JobState.COMPLETED
+
+        long_job = await dispatcher.submit(short(max_tokens=3000))
+        queued = await dispatcher.submit(short())
+        assert (await dispatcher.cancel(queued.id)).state is JobState.CANCELLED
+        async for event in dispatcher.events(long_job.id):
+            if isinstance(event, TextDelta):
+                await dispatcher.cancel(long_job.id)
+        assert (await dispatcher.get(long_job.id)).state is JobState.CANCELLED
+        assert isinstance([e async for e in dispatcher.events(queued.id)][-1], JobCancelled)
+        assert await dispatcher.cancel("nope") is None
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_model_that_fails_to_load_fails_its_queued_jobs():
+    def broken():
+        raise ModelUnavailable("no weights here")
+
+    async def scenario() -> None:
+        dispatcher = LocalDispatcher(broken)
+        job = await dispatcher.submit(short())
+        await dispatcher.start()
+        await wait_ready(dispatcher)
+        assert dispatcher.status().readiness is Readiness.FAILED
+        assert dispatcher.status().message == "no weights here"
+        events = [event async for event in dispatcher.events(job.id)]
+        assert isinstance(events[-1], JobFailed) and events[-1].error.code == "model_unavailable"
+        await dispatcher.close()
+
+    asyncio.run(scenario())

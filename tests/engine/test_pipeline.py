@@ -1,0 +1,72 @@
+"""run_ocr: lazy pages, ordered streaming, page separators, stop sequences — with the real tiny model."""
+
+from __future__ import annotations
+
+import pymupdf
+import pytest
+
+from ocr_engine.documents import DocumentLimits, load_document
+from ocr_engine.engine import OcrEngine
+from ocr_engine.models.loading import load_adapter
+from ocr_engine.pipeline import OcrListener, run_ocr
+from ocr_engine.request import OcrRequest, SamplingParams
+from ocr_engine.results import PageResult
+
+LIMITS = DocumentLimits()
+
+
+def pdf_bytes(pages: int) -> bytes:
+    doc = pymupdf.open()
+    for number in range(pages):
+        doc.new_page(width=300, height=400).insert_text((40, 60), f"Page {number + 1} invoice")
+    return doc.tobytes()
+
+
+class Recorder(OcrListener):
+    def __init__(self) -> None:
+        self.deltas: list[tuple[int, str]] = []
+        self.pages: list[int] = []
+
+    def on_delta(self, page: int, text: str) -> None:
+        self.deltas.append((page, text))
+
+    def on_page(self, page: PageResult, pages_total: int) -> None:
+        self.pages.append(page.index)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint) -> OcrEngine:
+    return OcrEngine(load_adapter(str(tiny_checkpoint), device="cpu"), batch_size=2)
+
+
+def test_pages_stream_in_order_and_join_with_the_separator(engine):
+    document = load_document(pdf_bytes(3), name="doc.pdf", limits=LIMITS)
+    request = OcrRequest(
+        prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=6), page_separator="\n@@\n"
+    )
+    recorder = Recorder()
+    result = run_ocr(engine, request, limits=LIMITS, listener=recorder)
+    assert [p.index for p in result.pages] == recorder.pages == [0, 1, 2]
+    assert "".join(text for _, text in recorder.deltas) == result.text
+    assert result.text == "\n@@\n".join(p.text for p in result.pages)
+    assert [page for page, _ in recorder.deltas] == sorted(page for page, _ in recorder.deltas)
+    assert result.usage.completion_tokens == sum(p.usage.completion_tokens for p in result.pages)
+    assert all(p.usage.prompt_tokens > 257 for p in result.pages)
+
+
+def test_page_selection_and_raw_output(engine):
+    document = load_document(pdf_bytes(3), pages="2", limits=LIMITS)
+    request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=4), output_format="raw")
+    result = run_ocr(engine, request, limits=LIMITS)
+    assert len(result.pages) == 1
+    assert result.pages[0].text == result.pages[0].raw_text
+
+
+def test_stop_sequence_truncates_the_answer(engine):
+    free = run_ocr(engine, OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=24)), limits=LIMITS)
+    text = free.pages[0].raw_text
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    assert stop.strip(), f"generated text too short to pick a stop sequence: {text!r}"
+    stopped = run_ocr(engine, OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=24, stop=(stop,))), limits=LIMITS)
+    assert stopped.pages[0].raw_text == text[: text.index(stop)]
+    assert stopped.finish_reason == "stop"
