@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from litestar.response import Stream
 
 from app.context import AppContext
-from app.errors import ApiError
 from app.protocol.chat import (
     AssistantMessage,
     ChatCompletion,
@@ -34,10 +33,7 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
     jobs.check_single_choice(body.n)
     options = body.ocr or OcrOptions()
     dpi = options.dpi or ctx.settings.default_dpi
-    if not 36 <= dpi <= ctx.settings.max_dpi:
-        raise ApiError(
-            400, f"ocr.dpi must be between 36 and {ctx.settings.max_dpi} (OCRSERVE_MAX_DPI)", param="ocr.dpi"
-        )
+    ctx.settings.document_limits.check_dpi(dpi)
     sampling = jobs.sampling_params(
         ctx,
         max_tokens=body.max_completion_tokens or body.max_tokens,

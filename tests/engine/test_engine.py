@@ -61,7 +61,9 @@ def test_preprocessing_matches_transformers_processor(adapter, size):
     tiles = local_tiles(page, geometry)
     assert reference["num_local_patches"].tolist() == [0 if tiles is None else tiles.shape[0]]
     if tiles is not None:
-        assert torch.allclose(normalise(tiles, geometry, cpu, torch.float32), reference["pixel_values_local"], atol=1e-2)
+        assert torch.allclose(
+            normalise(tiles, geometry, cpu, torch.float32), reference["pixel_values_local"], atol=1e-2
+        )
 
 
 def test_image_tokens_follow_the_tile_count(adapter):
@@ -85,7 +87,9 @@ def test_a_page_decodes_the_same_alone_and_in_a_padded_batch(engine, adapter):
 def test_budget_callback_stop_and_cancel(engine, adapter):
     prompt = adapter.prepare("Hello", None)
     seen: list[int] = []
-    out = engine.generate([prompt], SamplingParams(max_tokens=5), on_token=lambda _, t: seen.append(t) or False, cancelled=never)[0]
+    out = engine.generate(
+        [prompt], SamplingParams(max_tokens=5), on_token=lambda _, t: seen.append(t) or False, cancelled=never
+    )[0]
     assert out.finish_reason == "length" and len(out.token_ids) == 5 and seen == out.token_ids
     stopped = engine.generate([prompt], SamplingParams(max_tokens=5), on_token=lambda *_: True, cancelled=never)[0]
     assert stopped.finish_reason == "stop" and len(stopped.token_ids) == 1
@@ -99,7 +103,9 @@ def test_sampling_is_reproducible_with_a_seed(engine, adapter):
     prompt = adapter.prepare("Hello", None)
     params = SamplingParams(max_tokens=10, temperature=1.0, seed=7)
     runs = [
-        engine.generate([prompt], params, on_token=never, cancelled=never, generator=make_generator(params, adapter.device))
+        engine.generate(
+            [prompt], params, on_token=never, cancelled=never, generator=make_generator(params, adapter.device)
+        )
         for _ in range(2)
     ]
     assert runs[0][0].token_ids == runs[1][0].token_ids

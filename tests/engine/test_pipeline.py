@@ -56,7 +56,9 @@ def test_pages_stream_in_order_and_join_with_the_separator(engine):
 
 def test_page_selection_and_raw_output(engine):
     document = load_document(pdf_bytes(3), pages="2", limits=LIMITS)
-    request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=4), output_format="raw")
+    request = OcrRequest(
+        prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=4), output_format="raw"
+    )
     result = run_ocr(engine, request, limits=LIMITS)
     assert len(result.pages) == 1
     assert result.pages[0].text == result.pages[0].raw_text
@@ -67,6 +69,8 @@ def test_stop_sequence_truncates_the_answer(engine):
     text = free.pages[0].raw_text
     stop = text[len(text) // 2 : len(text) // 2 + 2]
     assert stop.strip(), f"generated text too short to pick a stop sequence: {text!r}"
-    stopped = run_ocr(engine, OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=24, stop=(stop,))), limits=LIMITS)
+    stopped = run_ocr(
+        engine, OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=24, stop=(stop,))), limits=LIMITS
+    )
     assert stopped.pages[0].raw_text == text[: text.index(stop)]
     assert stopped.finish_reason == "stop"
