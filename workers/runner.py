@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
@@ -70,6 +71,7 @@ def run_job(
         emit(JobCancelledEvent())
         return
     emit(JobStarted(pages_total=max(request.page_total, 1)))
+    started = time.perf_counter()
     try:
         result = ocr(request, _EventListener(emit, cancelled))
     except JobCancelled:
@@ -79,4 +81,12 @@ def run_job(
             log.exception("job %s failed", job_id)
         emit(JobFailed(error=error_of(exc)))
     else:
+        log.info(
+            "job %s: %d pages, %d prompt + %d completion tokens in %.2fs",
+            job_id,
+            len(result.pages),
+            result.usage.prompt_tokens,
+            result.usage.completion_tokens,
+            time.perf_counter() - started,
+        )
         emit(JobCompleted(result=result))
