@@ -15,7 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
-from app.metrics import Metrics
+from app.metrics import Metrics, count_requests
 from app.routes.openai import openai_router
 from app.routes.system import package_version, system_routes
 from app.settings import Settings, settings_from_env
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         route_handlers=[openai_router, openapi_json, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[count_requests],
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

@@ -6,9 +6,11 @@ Never 409 for a state conflict (the openai SDK retries 409s): conflicts are 400s
 from __future__ import annotations
 
 import logging
+import re
 
+import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.protocol.errors import ErrorBody, ErrorResponse
@@ -60,21 +62,41 @@ def _handle_ocr_error(_: Request, exc: OcrError) -> Response:
     return error_response(500, exc.message, "server_error", exc.code)
 
 
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_CONTENT_PART_TYPE = re.compile(r"^messages\[\d+\]\.content\[\d+\]\.type$")
+
+
+def _describe(error: str) -> tuple[str, str | None]:
+    """A msgspec validation message as (client message, param), with Litestar's `data` wrapper removed."""
+    match = _AT_PATH.match(error)
+    message = match["message"] if match else error
+    path = (match["path"] or "") if match else ""
+    path = path.removeprefix(".data").lstrip(".")
+    if missing := _MISSING_FIELD.search(message):
+        if missing[1] == "data" and not path:
+            return "the request body is missing; send a JSON object", None
+        param = ".".join(filter(None, [path, missing[1]]))
+        return f"missing required field `{param}`", param
+    if _CONTENT_PART_TYPE.match(path) and message.startswith("Invalid value"):
+        kind = message.removeprefix("Invalid value").strip()
+        return f"unsupported content part type {kind}; supported: text, image_url, file", path
+    return (f"{message} (at `{path}`)", path) if path else (message, None)
+
+
 def _handle_validation(_: Request, exc: ValidationException) -> Response:
-    details = exc.extra if isinstance(exc.extra, list) else []
-    first = details[0] if details and isinstance(details[0], dict) else {}
-    param = first.get("key") or None
-    message = first.get("message") or exc.detail or "invalid request"
-    if param:
-        message = f"{message} (at `{param}`)"
-    if "JSON" in (exc.detail or "") and not first:
-        message = f"request body is not valid JSON: {exc.detail}"
+    cause = exc.__cause__
+    message, param = _describe(str(cause) if isinstance(cause, msgspec.ValidationError) else exc.detail)
     return error_response(400, message, "invalid_request_error", "invalid_request", param)
 
 
 def _handle_http(_: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return error_response(401, exc.detail, "invalid_request_error", "invalid_api_key")
+    if isinstance(exc.__cause__, SerializationException):
+        return error_response(
+            400, f"the request body is not valid JSON: {exc.detail}", "invalid_request_error", "invalid_json"
+        )
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return error_response(exc.status_code, exc.detail, kind, None)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from litestar import Litestar
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ocr_engine.results import Usage
@@ -38,3 +40,28 @@ class Metrics:
     def render(self, queued: int) -> bytes:
         self.queue_depth.set(queued)
         return generate_latest(self.registry)
+
+
+def count_requests(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware counting each HTTP request by its route template and response status."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            context = getattr(Litestar.from_scope(scope).state, "context", None)
+            if context is not None:
+                context.metrics.requests.labels(scope.get("path_template", "unmatched"), str(status)).inc()
+
+    return middleware

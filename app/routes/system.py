@@ -45,7 +45,7 @@ async def load(ctx: AppContext) -> dict[str, int]:
 @get("/metrics", summary="Prometheus metrics")
 async def metrics(ctx: AppContext) -> Response[bytes]:
     body = ctx.metrics.render(ctx.dispatcher.status().queued)
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, media_type="text/plain; version=0.0.4")
 
 
 @post("/tokenize", status_code=200)

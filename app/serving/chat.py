@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from litestar.response import Stream
-
 from app.context import AppContext
 from app.protocol.chat import (
     AssistantMessage,
@@ -19,12 +17,10 @@ from app.protocol.chat import (
 from app.protocol.common import OcrOptions, UsageInfo
 from app.serving import jobs
 from app.serving.inputs import resolve_chat
-from app.serving.sse import DONE, frame
+from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
@@ -54,16 +50,12 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
     )
 
 
-async def create_chat_completion(ctx: AppContext, body: ChatCompletionRequest) -> ChatCompletion | Stream:
+async def create_chat_completion(ctx: AppContext, body: ChatCompletionRequest) -> ChatCompletion | EventStream:
     request = await to_job(ctx, body)
     record = await jobs.submit(ctx, request)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return Stream(
-            _chunks(ctx, record, body.model, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        return EventStream(_chunks(ctx, record, body.model, include_usage))
     result = await jobs.collect(ctx, record)
     return ChatCompletion(
         id=f"chatcmpl-{record.id}",

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from litestar.response import Stream
-
 from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.common import UsageInfo
 from app.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from app.serving import jobs
-from app.serving.chat import SSE_HEADERS
-from app.serving.sse import DONE, frame
+from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
@@ -35,14 +32,14 @@ def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
     return OcrRequest(prompt=prompts[0], sampling=sampling, output_format="raw")
 
 
-async def create_completion(ctx: AppContext, body: CompletionRequest) -> Completion | Stream:
+async def create_completion(ctx: AppContext, body: CompletionRequest) -> Completion | EventStream:
     request = to_job(ctx, body)
     record = await jobs.submit(ctx, request)
     echo = request.prompt if body.echo else ""
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         stream = _chunks(ctx, record, body.model, echo, include_usage)
-        return Stream(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+        return EventStream(stream)
     result = await jobs.collect(ctx, record)
     choice = CompletionChoice(index=0, text=echo + result.text, finish_reason=result.finish_reason)
     return Completion(
