@@ -1,0 +1,73 @@
+"""Shared fixtures: the tiny checkpoint, real `ocrserve serve` subprocesses, a local document server, documents."""
+
+from __future__ import annotations
+
+import os
+
+# LiteLLM must never reach the internet: these have to be set before it is first imported.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_TELEMETRY", "False")
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import (
+    DocServer,
+    ServerHandle,
+    noise_png,
+    page_image,
+    png_bytes,
+    running_doc_server,
+    running_server,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `ocrserve write-checkpoint DIR` writes: a tiny random DeepSeek-OCR-2 in the real on-disk format."""
+    from ocr_engine.testing import write_tiny_deepseek_ocr2
+
+    return write_tiny_deepseek_ocr2(tmp_path_factory.mktemp("tiny-ocr2"))
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
+    """The default server: no API keys, private URLs allowed (for the local document server), small limits."""
+    env = {
+        "OCRSERVE_URL_ALLOW_PRIVATE": "true",
+        "OCRSERVE_MAX_PAGES": "6",
+        "OCRSERVE_MAX_DOCUMENT_BYTES": "2000000",
+        "OCRSERVE_MAX_PIXELS": "30000000",
+    }
+    with running_server(tiny_checkpoint, server_logs, "default", env) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def strict_server(tiny_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
+    """API keys k1,k2 and the default URL policy (private addresses refused); default limits otherwise.
+
+    One server serves both the auth tests and the SSRF test, to keep start-ups (and CI cores) down.
+    """
+    with running_server(tiny_checkpoint, server_logs, "strict", {"OCRSERVE_API_KEYS": "k1,k2"}) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def doc_server() -> Iterator[DocServer]:
+    """A local web server: /page.png, /big.png (over 2 MB), /redirect (302 → /page.png), anything else 404."""
+    files = {"/page.png": png_bytes(page_image("Fetched over HTTP")), "/big.png": noise_png()}
+    with running_doc_server(files) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def png() -> bytes:
+    return png_bytes()
