@@ -30,18 +30,9 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     from workers.local import LocalDispatcher
     from workers.model_host import build_ocr
 
-    def load():  # runs on the worker thread, so /health answers 503 while the weights load
-        return build_ocr(
-            settings.model,
-            limits=settings.document_limits,
-            device=settings.device,
-            dtype=settings.dtype,
-            batch_size=settings.batch_size,
-            ngram_size=settings.ngram_size,
-            ngram_window=settings.ngram_window,
-        )
-
-    return LocalDispatcher(load)
+    options = settings.engine_options
+    # The model loads on the worker thread, so /health answers 503 while the weights load.
+    return LocalDispatcher(lambda: build_ocr(options))
 
 
 def _provide_context(state: State) -> AppContext:

@@ -36,9 +36,7 @@ def _ocr(args: argparse.Namespace) -> None:
 
     settings = apply_flags(settings_from_env(), args)
     limits = settings.document_limits
-    ocr = build_ocr(
-        settings.model, limits=limits, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
-    )
+    ocr = build_ocr(settings.engine_options)
     instruction = resolve_instruction(args.prompt, args.preset)
     for file in args.files:
         document = load_document(file.read_bytes(), name=file.name, pages=args.pages, limits=limits)

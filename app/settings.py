@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ocr_engine.documents import DocumentLimits, UrlPolicy
+from workers.engine_options import EngineOptions
 
 ENV_PREFIX = "OCRSERVE_"
 
@@ -28,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 4
+    prepare_workers: int = 2
     default_dpi: int = 144
     max_dpi: int = 300
     max_pages: int = 500
@@ -62,6 +64,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     @property
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            model=self.model,
+            limits=self.document_limits,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            prepare_workers=self.prepare_workers,
+            ngram_size=self.ngram_size,
+            ngram_window=self.ngram_window,
+        )
+
+    @property
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy(
             connect_timeout=self.url_connect_timeout,
@@ -82,6 +97,7 @@ HELP: dict[str, str] = {
     "device": "auto (CUDA if available, else CPU), cpu, cuda or cuda:N",
     "dtype": "auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16 or float32",
     "batch_size": "pages decoded together in one batch",
+    "prepare_workers": "threads rasterizing and preprocessing pages ahead of the model",
     "default_dpi": "PDF rasterization DPI when the request names none",
     "max_dpi": "largest DPI a request may ask for",
     "max_pages": "most pages per request (all documents together)",

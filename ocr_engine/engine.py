@@ -35,9 +35,18 @@ class SequenceOutput:
 class OcrEngine:
     """Runs batches of prepared sequences through a model adapter."""
 
-    def __init__(self, adapter: ModelAdapter, *, batch_size: int = 4, ngram_size: int = 30, window_size: int = 90):
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        *,
+        batch_size: int = 4,
+        prepare_workers: int = 2,
+        ngram_size: int = 30,
+        window_size: int = 90,
+    ):
         self.adapter = adapter
         self.batch_size = batch_size
+        self.prepare_workers = prepare_workers
         vocab = adapter.tokenizer.get_vocab()
         exempt = [vocab[token] for token in REPETITION_EXEMPT_TOKENS if token in vocab]
         self.guard = NoRepeatNGramGuard(ngram_size=ngram_size, window_size=window_size, exempt_token_ids=exempt)

@@ -13,7 +13,8 @@ from PIL import Image
 class PreparedSequence:
     """One sequence ready for prefill: token ids (image placeholders expanded) and its vision inputs, if any.
 
-    Vision tensors stay uint8 on the CPU until the batch is built, so pages can be prepared ahead cheaply.
+    Vision tensors stay uint8 on the CPU until the batch runs, so pages can be prepared ahead cheaply.
+    `prepare` must be safe to call from several threads at once.
     """
 
     input_ids: list[int]
@@ -35,6 +36,6 @@ class ModelAdapter(Protocol):
         """Tokenize `prompt` (with one `<image>` placeholder when `image` is given) and preprocess the image."""
         ...
 
-    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, torch.Tensor | list[int]]:
-        """The model's vision keyword arguments for a batch, on the device, normalised, in the model dtype."""
+    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:
+        """Keyword arguments that give the model the batch's images (encoded features or normalised pixels)."""
         ...

@@ -8,6 +8,7 @@ than the reference path and ships 4x fewer bytes to the GPU.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration, DeepseekOcr2ImageProcessorPil
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import get_optimal_tiled_canvas
 
 from ocr_engine.models.base import PreparedSequence
@@ -87,11 +89,16 @@ def local_tiles(image: Image.Image, geometry: ImageGeometry) -> torch.Tensor | N
 
 
 def normalise(pixels: torch.Tensor, geometry: ImageGeometry, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 → (x/255 - mean)/std, on the device, in the model dtype."""
-    mean = torch.tensor(geometry.mean, device=device).view(1, 3, 1, 1)
+    """uint8 → (x/255 - mean)/std: moved as uint8, converted once on the device, then one in-place multiply-add."""
     std = torch.tensor(geometry.std, device=device).view(1, 3, 1, 1)
-    scaled = pixels.to(device, non_blocking=True).float().div_(255.0)
-    return scaled.sub_(mean).div_(std).to(dtype)
+    mean = torch.tensor(geometry.mean, device=device).view(1, 3, 1, 1)
+    scaled = pixels.to(device, non_blocking=True).to(torch.float32)
+    return torch.addcmul(-mean / std, scaled, 1.0 / (255.0 * std), out=scaled).to(dtype)
+
+
+def preprocess_page(image: Image.Image, geometry: ImageGeometry) -> dict[str, torch.Tensor | None]:
+    """The uint8 views of one page: the global view and the local tiles (None for small pages)."""
+    return {"global": global_view(image, geometry), "tiles": local_tiles(image, geometry)}
 
 
 class DeepseekOcr2Adapter:
@@ -115,6 +122,8 @@ class DeepseekOcr2Adapter:
         self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else text_config.eos_token_id
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
         self.max_model_len = text_config.max_position_embeddings
+        self._tokenizer_lock = threading.Lock()
+        self._prompt_cache: dict[str, list[int]] = {}
 
     @classmethod
     def load(cls, source: str, device: torch.device, dtype: torch.dtype) -> DeepseekOcr2Adapter:
@@ -129,30 +138,38 @@ class DeepseekOcr2Adapter:
     def image_token_count(self, tiles: int) -> int:
         return self.geometry.tokens_per_global + self.geometry.tokens_per_tile * tiles + 1
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a prompt, cached: every page of a job shares one, and pages are prepared on threads."""
+        with self._tokenizer_lock:
+            if prompt not in self._prompt_cache:
+                if len(self._prompt_cache) > 64:
+                    self._prompt_cache.clear()
+                self._prompt_cache[prompt] = self.tokenizer(prompt, add_special_tokens=True).input_ids
+            return self._prompt_cache[prompt]
+
     def prepare(self, prompt: str, image: Image.Image | None) -> PreparedSequence:
-        ids = self.tokenizer(prompt, add_special_tokens=True).input_ids
+        ids = self.prompt_ids(prompt)
         if image is None:
             return PreparedSequence(input_ids=[i for i in ids if i != self.image_token_id])
-        tiles = local_tiles(image, self.geometry)
+        vision = preprocess_page(image, self.geometry)
+        tiles = vision["tiles"]
         count = self.image_token_count(0 if tiles is None else tiles.shape[0])
         at = ids.index(self.image_token_id) if self.image_token_id in ids else 1
         rest = [i for i in ids[at:] if i != self.image_token_id]
-        expanded = ids[:at] + [self.image_token_id] * count + rest
-        return PreparedSequence(
-            input_ids=expanded, vision={"global": global_view(image, self.geometry), "tiles": tiles}
-        )
+        return PreparedSequence(input_ids=ids[:at] + [self.image_token_id] * count + rest, vision=vision)
 
-    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, torch.Tensor | list[int]]:
-        with_image = [seq.vision for seq in batch if seq.vision]
-        if not with_image:
+    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:
+        """Image features of the batch's pages, encoded one page at a time so that activation memory is bounded
+        by one page (a global view and up to six tiles), not by the whole batch."""
+        features: list[torch.Tensor] = []
+        for vision in (seq.vision for seq in batch if seq.vision):
+            tiles = vision["tiles"]
+            encoded = self.model.model.get_image_features(
+                pixel_values=normalise(vision["global"][None], self.geometry, self.device, self.dtype),
+                pixel_values_local=None if tiles is None else normalise(tiles, self.geometry, self.device, self.dtype),
+                num_local_patches=[0 if tiles is None else tiles.shape[0]],
+            )
+            features.extend(encoded.pooler_output)
+        if not features:
             return {}
-        tiles = [v["tiles"] for v in with_image if v["tiles"] is not None]
-        inputs: dict[str, torch.Tensor | list[int]] = {
-            "pixel_values": normalise(
-                torch.stack([v["global"] for v in with_image]), self.geometry, self.device, self.dtype
-            ),
-            "num_local_patches": [0 if v["tiles"] is None else v["tiles"].shape[0] for v in with_image],
-        }
-        if tiles:
-            inputs["pixel_values_local"] = normalise(torch.cat(tiles), self.geometry, self.device, self.dtype)
-        return inputs
+        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from ocr_engine.documents import DocumentLimits
 from ocr_engine.errors import ModelUnavailable
 from ocr_engine.request import OcrRequest, SamplingParams
 from workers.dispatch import Readiness
+from workers.engine_options import EngineOptions
 from workers.events import JobCancelled, JobCompleted, JobFailed, JobStarted, TextDelta
 from workers.jobs import JobState
 from workers.local import LocalDispatcher
@@ -30,7 +30,7 @@ def short(max_tokens: int = 4) -> OcrRequest:
 
 @pytest.fixture(scope="module")
 def load(tiny_checkpoint):
-    ocr = build_ocr(str(tiny_checkpoint), limits=DocumentLimits(), device="cpu")
+    ocr = build_ocr(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
     return lambda: ocr
 
 
