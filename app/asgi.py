@@ -24,9 +24,13 @@ from workers.dispatch import Dispatcher
 
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
-    """Embedded (in-process worker thread) unless a Redis URL is set."""
+    """Embedded (a worker thread in this process) unless a Redis URL is set (Celery workers do the work)."""
     if not settings.embedded:
-        raise SystemExit("OCRSERVE_REDIS_URL is set, but Celery workers are not available in this version")
+        from workers.celery_dispatch import CeleryDispatcher
+
+        return CeleryDispatcher(
+            settings.redis_url, retention=settings.job_retention, redelivery_timeout=settings.redelivery_timeout
+        )
     from workers.local import LocalDispatcher
     from workers.model_host import build_ocr
 

@@ -10,7 +10,20 @@ from pathlib import Path
 from app.settings import add_settings_flags, apply_flags, settings_from_env
 from ocr_engine.errors import OcrError
 
-_ENGINE_SETTINGS = ("model", "device", "dtype", "batch_size", "default_dpi", "max_pages", "max_pixels", "max_dpi")
+_ENGINE_SETTINGS = (
+    "model",
+    "device",
+    "dtype",
+    "batch_size",
+    "prepare_workers",
+    "default_dpi",
+    "max_pages",
+    "max_pixels",
+    "max_dpi",
+    "ngram_size",
+    "ngram_window",
+)
+_WORKER_SETTINGS = ("redis_url", "job_retention", "job_time_limit", "redelivery_timeout", "log_level")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -60,6 +73,25 @@ def _ocr(args: argparse.Namespace) -> None:
         print(f"{file} -> {target} ({len(result.pages)} pages, {result.usage.completion_tokens} tokens)")
 
 
+def _worker(args: argparse.Namespace) -> None:
+    from workers.celery_worker import run_worker
+    from workers.model_host import build_ocr
+
+    settings = apply_flags(settings_from_env(), args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.redis_url:
+        sys.exit("ocrserve worker needs OCRSERVE_REDIS_URL (--redis-url)")
+    run_worker(
+        settings.redis_url,
+        settings.engine_options,
+        retention=settings.job_retention,
+        time_limit=settings.job_time_limit,
+        redelivery_timeout=settings.redelivery_timeout,
+        build=build_ocr,
+        log_level=settings.log_level,
+    )
+
+
 def _write_checkpoint(args: argparse.Namespace) -> None:
     from ocr_engine.testing import CHECKPOINT_WRITERS
 
@@ -74,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (embedded mode unless OCRSERVE_REDIS_URL is set)")
     add_settings_flags(serve)
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="run a Celery worker that loads the model and runs queued jobs")
+    add_settings_flags(worker, _ENGINE_SETTINGS + _WORKER_SETTINGS)
+    worker.set_defaults(run=_worker)
 
     ocr = commands.add_parser("ocr", help="OCR files locally (no server) into Markdown files")
     ocr.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PDFs or images")

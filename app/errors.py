@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Serializa
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.protocol.errors import ErrorBody, ErrorResponse
-from ocr_engine.errors import InvalidInput, ModelUnavailable, OcrError
+from ocr_engine.errors import InvalidInput, OcrError, ServiceUnavailable
 from workers.events import JobError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def api_error_of_job(error: JobError) -> ApiError:
     """A job's failure as the status a synchronous request answers with."""
     if error.kind == "invalid_request":
         return ApiError(400, error.message, code=error.code, param=error.param)
-    if error.code == "model_unavailable":
+    if error.code in ("model_unavailable", "service_unavailable"):
         return ApiError(503, error.message, type="service_unavailable_error", code=error.code)
     return ApiError(500, error.message, type="server_error", code=error.code)
 
@@ -57,7 +57,7 @@ def _handle_api_error(_: Request, exc: ApiError) -> Response:
 def _handle_ocr_error(_: Request, exc: OcrError) -> Response:
     if isinstance(exc, InvalidInput):
         return error_response(400, exc.message, "invalid_request_error", exc.code, exc.param)
-    if isinstance(exc, ModelUnavailable):
+    if isinstance(exc, ServiceUnavailable):
         return error_response(503, exc.message, "service_unavailable_error", exc.code)
     return error_response(500, exc.message, "server_error", exc.code)
 

@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     url_max_redirects: int = 3
     url_allowed_hosts: tuple[str, ...] = ()
     url_allow_private: bool = False
+    job_retention: int = 86400
+    job_time_limit: int = 3600
+    redelivery_timeout: int = 3900
     ngram_size: int = 30
     ngram_window: int = 90
     log_level: str = "info"
@@ -90,7 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 HELP: dict[str, str] = {
     "model": "hub id or local directory of a DeepSeek-OCR-2 checkpoint",
     "served_model_name": "model id clients use (default: the value of model)",
-    "redis_url": "Redis URL for Celery workers; unset = embedded mode (model in the API process)",
+    "redis_url": "Redis URL: the API queues jobs for `ocrserve worker` processes; unset = embedded mode",
     "api_keys": "comma-separated keys; when set, /v1/* requires `Authorization: Bearer <key>`",
     "host": "address the HTTP server binds",
     "port": "port the HTTP server listens on",
@@ -109,6 +112,11 @@ HELP: dict[str, str] = {
     "url_max_redirects": "redirects followed when fetching a URL (each hop re-checked)",
     "url_allowed_hosts": "comma-separated hosts (or *.domain) URLs may point to; empty = any public host",
     "url_allow_private": "allow URLs resolving to private, loopback or link-local addresses",
+    "job_retention": "seconds a job's record, events and documents are kept in Redis",
+    "job_time_limit": "seconds a worker may spend on one job before it is stopped (failed)",
+    "redelivery_timeout": (
+        "seconds before a job whose worker died is handed to another worker; keep it above job_time_limit"
+    ),
     "ngram_size": "repetition guard: n-gram length that may not repeat",
     "ngram_window": "repetition guard: window of recent tokens searched for repeats",
     "log_level": "debug, info, warning or error",

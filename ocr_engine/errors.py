@@ -44,10 +44,22 @@ class UrlNotAllowed(InvalidInput):
     code = "url_not_allowed"
 
 
-class ModelUnavailable(OcrError):
+class ServiceUnavailable(OcrError):
+    """Something the service depends on is not available right now (the model, the queue); retry later."""
+
+    code = "service_unavailable"
+
+
+class ModelUnavailable(ServiceUnavailable):
     """The model weights could not be found or loaded; the message says what to set."""
 
     code = "model_unavailable"
+
+
+class JobTimedOut(OcrError):
+    """A job ran past its time limit and was stopped."""
+
+    code = "time_limit_exceeded"
 
 
 class JobCancelled(OcrError):

@@ -9,6 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from tests.fixtures import (
     page_image,
     png_bytes,
     running_doc_server,
+    running_redis,
     running_server,
+    running_worker,
+    wait_for_worker,
 )
 
 
@@ -37,16 +41,33 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("server-logs")
 
 
-@pytest.fixture(scope="session")
-def server(tiny_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
-    """The default server: no API keys, private URLs allowed (for the local document server), small limits."""
-    env = {
-        "OCRSERVE_URL_ALLOW_PRIVATE": "true",
-        "OCRSERVE_MAX_PAGES": "6",
-        "OCRSERVE_MAX_DOCUMENT_BYTES": "2000000",
-        "OCRSERVE_MAX_PIXELS": "30000000",
-    }
-    with running_server(tiny_checkpoint, server_logs, "default", env) as handle:
+DEFAULT_SERVER_ENV = {
+    "OCRSERVE_URL_ALLOW_PRIVATE": "true",
+    "OCRSERVE_MAX_PAGES": "6",
+    "OCRSERVE_MAX_DOCUMENT_BYTES": "2000000",
+    "OCRSERVE_MAX_PIXELS": "30000000",
+}
+
+
+@pytest.fixture(scope="session", params=["embedded", "celery"])
+def server(
+    request: pytest.FixtureRequest, tiny_checkpoint: Path, server_logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerHandle]:
+    """The default server: no API keys, private URLs allowed (for the local document server), small limits.
+
+    Every test using it runs against both dispatchers: embedded (the model in the API process) and Celery (a
+    private redis-server, a real `ocrserve worker` process, and an API that never loads the model).
+    """
+    if request.param == "embedded":
+        with running_server(tiny_checkpoint, server_logs, "default", DEFAULT_SERVER_ENV) as handle:
+            yield handle
+        return
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
+        stack.enter_context(running_worker(tiny_checkpoint, server_logs, "celery-worker", redis_url))
+        env = {**DEFAULT_SERVER_ENV, "OCRSERVE_REDIS_URL": redis_url}
+        handle = stack.enter_context(running_server(tiny_checkpoint, server_logs, "celery-api", env))
+        wait_for_worker(handle)
         yield handle
 
 

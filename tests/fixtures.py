@@ -168,25 +168,77 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait(STOP_GRACE_S)
 
 
-@contextmanager
-def running_server(checkpoint: Path, log_dir: Path, name: str, env: Mapping[str, str]) -> Iterator[ServerHandle]:
-    """`ocrserve serve` as a subprocess on a free port; yields once /health says 200; always stopped after."""
-    port = free_port()
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "serve"],
+def spawn(command: str, checkpoint: Path, port: int, log_path: Path, env: Mapping[str, str]) -> subprocess.Popen:
+    """`ocrserve <command>` as a subprocess with the test environment, its output in `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", command],
             env=_server_env(checkpoint, port, env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+
+
+@contextmanager
+def running_server(checkpoint: Path, log_dir: Path, name: str, env: Mapping[str, str]) -> Iterator[ServerHandle]:
+    """`ocrserve serve` as a subprocess on a free port; yields once /health says 200; always stopped after."""
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    process = spawn("serve", checkpoint, port, log_path, env)
     handle = ServerHandle(url=f"http://127.0.0.1:{port}", model=SERVED_NAME, log_path=log_path, process=process)
     try:
         _wait_healthy(handle)
         yield handle
     finally:
         stop_process(process)
+
+
+@contextmanager
+def running_worker(
+    checkpoint: Path, log_dir: Path, name: str, redis_url: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    """`ocrserve worker` as a subprocess; always stopped after."""
+    process = spawn("worker", checkpoint, 0, log_dir / f"{name}.log", {"OCRSERVE_REDIS_URL": redis_url, **(env or {})})
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def running_redis(directory: Path) -> Iterator[str]:
+    """A private `redis-server` on a free port, keeping nothing on disk; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(process)
+
+
+def wait_for_worker(handle: ServerHandle) -> None:
+    """Block until a worker has loaded the model: a one-token completion comes back through the queue."""
+    with handle.client() as client:
+        reply = client.post("/v1/completions", json={"model": handle.model, "prompt": "Hi", "max_tokens": 1})
+        if reply.status_code != 200:
+            raise RuntimeError(f"no worker answered: {reply.status_code} {reply.text}; log:\n{handle.log_tail()}")
 
 
 def _wait_healthy(handle: ServerHandle) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -35,14 +35,21 @@ class Dispatcher(Protocol):
 
     def status(self) -> EngineStatus: ...
 
-    async def submit(self, request: OcrRequest) -> JobRecord:
-        """Queue a job; its events can be read from the start with `events`."""
+    async def submit(
+        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+    ) -> JobRecord:
+        """Queue a job; its events can be read from the start with `events`. Background jobs may wait behind
+        interactive ones; `meta` is stored with the record as is."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Every event of the job from the first, ending with the terminal one."""
+        ...
+
+    async def delete(self, job_id: str) -> bool:
+        """Forget a job (cancelling it first if it is still running); False when it does not exist."""
         ...
 
     async def cancel(self, job_id: str) -> JobRecord | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 
@@ -41,10 +42,13 @@ class JobRecord(msgspec.Struct, kw_only=True):
     pages_done: int = 0
     result: OcrResult | None = None
     error: JobError | None = None
+    background: bool = False
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @classmethod
-    def new(cls, pages_total: int) -> JobRecord:
-        return cls(id=uuid.uuid4().hex, pages_total=pages_total)
+    def new(cls, pages_total: int, *, background: bool = False, meta: dict[str, Any] | None = None) -> JobRecord:
+        """`meta` is opaque to the job layer: the API keeps what it needs to rebuild its reply there."""
+        return cls(id=uuid.uuid4().hex, pages_total=pages_total, background=background, meta=meta or {})
 
     def apply(self, event: JobEvent) -> None:
         """Advance the record; events after a terminal state are ignored (a late cancel loses to completion)."""

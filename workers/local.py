@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ocr_engine.errors import OcrError
 from ocr_engine.request import OcrRequest
@@ -65,9 +66,12 @@ class LocalDispatcher:
             running=int(self._running is not None),
         )
 
-    async def submit(self, request: OcrRequest) -> JobRecord:
+    async def submit(
+        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+    ) -> JobRecord:
         self._evict()
-        job = _Job(record=JobRecord.new(max(request.page_total, 1)), request=request)
+        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta)
+        job = _Job(record=record, request=request)
         self._jobs[job.record.id] = job
         self._queue.put(job.record.id)
         return job.record
@@ -75,6 +79,12 @@ class LocalDispatcher:
     async def get(self, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)
         return job.record if job else None
+
+    async def delete(self, job_id: str) -> bool:
+        if await self.cancel(job_id) is None:
+            return False
+        del self._jobs[job_id]
+        return True
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)

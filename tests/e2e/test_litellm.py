@@ -15,16 +15,21 @@ litellm.telemetry = False
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydantic")
 
 
-def test_litellm_completion_with_an_image(server: ServerHandle, png: bytes) -> None:
-    response = litellm.completion(
+def complete(server: ServerHandle, messages: list[dict], **options: object) -> object:
+    """litellm.completion against the server through the `openai/` provider, without retries."""
+    return litellm.completion(
         model=f"openai/{server.model}",
         api_base=f"{server.url}/v1",
         api_key="x",
-        messages=image_message(data_url(png, "image/png"), "Free OCR."),
-        max_tokens=8,
+        messages=messages,
         timeout=120,
         num_retries=0,
+        **options,
     )
+
+
+def test_litellm_completion_with_an_image(server: ServerHandle, png: bytes) -> None:
+    response = complete(server, image_message(data_url(png, "image/png"), "Free OCR."), max_tokens=8)
     assert isinstance(response, litellm.ModelResponse)
     assert isinstance(response.choices[0].message.content, str)
     assert response.choices[0].finish_reason in ("stop", "length")
@@ -34,16 +39,8 @@ def test_litellm_completion_with_an_image(server: ServerHandle, png: bytes) -> N
 
 def test_litellm_pdf_with_extra_body_and_stream(server: ServerHandle) -> None:
     chunks = list(
-        litellm.completion(
-            model=f"openai/{server.model}",
-            api_base=f"{server.url}/v1",
-            api_key="x",
-            messages=file_message(pdf_bytes(2)),
-            max_tokens=6,
-            stream=True,
-            extra_body={"ocr": {"output_format": "raw"}},
-            timeout=120,
-            num_retries=0,
+        complete(
+            server, file_message(pdf_bytes(2)), max_tokens=6, stream=True, extra_body={"ocr": {"output_format": "raw"}}
         )
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
@@ -52,12 +49,4 @@ def test_litellm_pdf_with_extra_body_and_stream(server: ServerHandle) -> None:
 
 def test_litellm_maps_a_400(server: ServerHandle) -> None:
     with pytest.raises(litellm.BadRequestError):
-        litellm.completion(
-            model=f"openai/{server.model}",
-            api_base=f"{server.url}/v1",
-            api_key="x",
-            messages=file_message(pdf_bytes(7)),
-            max_tokens=4,
-            timeout=60,
-            num_retries=0,
-        )
+        complete(server, file_message(pdf_bytes(7)), max_tokens=4)

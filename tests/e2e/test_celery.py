@@ -1,0 +1,136 @@
+"""Celery mode under stress: cancellation reaches a running job, a killed worker's job is redelivered and
+completes, and an unreachable Redis is a clear 503. A private redis-server and real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocr_engine.documents import DocumentLimits, load_document
+from ocr_engine.request import OcrRequest, SamplingParams
+from tests.fixtures import free_port, pdf_bytes, running_redis, running_worker, spawn, stop_process
+from workers.celery_dispatch import CeleryDispatcher
+from workers.jobs import JobRecord, JobState
+
+REDELIVERY_S = 4
+WORKER_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": str(REDELIVERY_S)}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis(tmp_path_factory.mktemp("redis-celery")) as url:
+        yield url
+
+
+def pdf_job(pages: int, max_tokens: int) -> OcrRequest:
+    document = load_document(pdf_bytes(pages), limits=DocumentLimits())
+    return OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=max_tokens))
+
+
+def wait_until(check: Callable[[], JobRecord | None], what: str, deadline_s: float = 180.0) -> JobRecord:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if record := check():
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Api:
+    """The API side of Celery mode in this process: the same dispatcher `ocrserve serve` uses."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.dispatcher = CeleryDispatcher(redis_url, retention=600, redelivery_timeout=REDELIVERY_S)
+        self.loop.run_until_complete(self.dispatcher.start())
+
+    def submit(self, request: OcrRequest) -> JobRecord:
+        return self.loop.run_until_complete(self.dispatcher.submit(request, background=True))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.loop.run_until_complete(self.dispatcher.get(job_id))
+
+    def in_state(self, job_id: str, *states: JobState, pages_done: int = 0) -> Callable[[], JobRecord | None]:
+        def check() -> JobRecord | None:
+            record = self.get(job_id)
+            return record if record and record.state in states and record.pages_done >= pages_done else None
+
+        return check
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.dispatcher.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def api(redis_url: str) -> Iterator[Api]:
+    api = Api(redis_url)
+    yield api
+    api.close()
+
+
+def test_cancel_reaches_a_running_job_and_the_worker_takes_the_next(
+    api: Api, redis_url: str, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    with running_worker(tiny_checkpoint, server_logs, "celery-cancel", redis_url, WORKER_ENV) as worker:
+        long_job = api.submit(pdf_job(pages=6, max_tokens=3000))
+        wait_until(api.in_state(long_job.id, JobState.RUNNING), "the long job to start")
+        cancelled = api.loop.run_until_complete(api.dispatcher.cancel(long_job.id))
+        assert cancelled is not None
+        record = wait_until(api.in_state(long_job.id, JobState.CANCELLED), "the cancellation")
+        assert record.pages_done < 6
+        short_job = api.submit(pdf_job(pages=1, max_tokens=2))
+        done = wait_until(api.in_state(short_job.id, JobState.COMPLETED), "the next job")
+        assert done.result is not None and len(done.result.pages) == 1
+        assert worker.poll() is None, "the same worker process served both jobs"
+
+
+def test_a_job_whose_worker_is_killed_completes_on_another_worker(
+    api: Api, redis_url: str, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    with running_worker(tiny_checkpoint, server_logs, "celery-victim", redis_url, WORKER_ENV) as victim:
+        job = api.submit(pdf_job(pages=3, max_tokens=400))
+        wait_until(api.in_state(job.id, JobState.RUNNING), "the job to start")
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+    assert api.get(job.id).state is JobState.RUNNING
+    with running_worker(tiny_checkpoint, server_logs, "celery-rescuer", redis_url, WORKER_ENV):
+        record = wait_until(api.in_state(job.id, JobState.COMPLETED), "the redelivered job to complete")
+    assert record.result is not None and [page.index for page in record.result.pages] == [0, 1, 2]
+    assert record.pages_done == 3
+
+
+def test_an_unreachable_redis_is_a_clear_503(tiny_checkpoint: Path, server_logs: Path) -> None:
+    port = free_port()
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    process = spawn("serve", tiny_checkpoint, port, server_logs / "no-redis.log", {"OCRSERVE_REDIS_URL": dead_redis})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            def unhealthy() -> httpx.Response | None:
+                try:
+                    reply = client.get("/health")
+                except httpx.TransportError:
+                    return None
+                return reply if reply.status_code == 503 and "Redis" in reply.json()["message"] else None
+
+            deadline = time.monotonic() + 60
+            while unhealthy() is None:
+                assert time.monotonic() < deadline, "the API never reported Redis as unreachable"
+                time.sleep(0.25)
+            chat = client.post(
+                "/v1/chat/completions", json={"model": "tiny-ocr2", "messages": [{"role": "user", "content": "Hi"}]}
+            )
+        assert chat.status_code == 503
+        error = chat.json()["error"]
+        assert "cannot reach Redis" in error["message"] and "OCRSERVE_REDIS_URL" in error["message"]
+        assert chat.headers["content-type"].startswith("application/json")
+    finally:
+        stop_process(process)

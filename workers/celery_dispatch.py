@@ -1,0 +1,109 @@
+"""The dispatcher of the API in Celery mode: jobs go to Redis and a queue; the API never loads the model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from ocr_engine.errors import ServiceUnavailable
+from ocr_engine.request import OcrRequest
+from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
+from workers.dispatch import EngineStatus, Readiness
+from workers.events import JobCancelled, JobEvent
+from workers.jobs import JobRecord, JobState
+from workers.redis_store import AsyncJobReader, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class CeleryDispatcher:
+    def __init__(self, redis_url: str, *, retention: int, redelivery_timeout: int) -> None:
+        self._url = redis_url
+        location = urlsplit(redis_url)
+        self._where = f"{location.hostname}:{location.port or 6379}"
+        self._store = JobStore.connect(redis_url, retention)
+        self._reader = AsyncJobReader.connect(redis_url)
+        self._celery = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
+        self._status = EngineStatus(readiness=Readiness.LOADING, message="connecting to Redis")
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._monitor = asyncio.create_task(self._watch_redis())
+
+    async def close(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._reader.close()
+        self._store.client.close()
+
+    def status(self) -> EngineStatus:
+        return self._status
+
+    async def submit(
+        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+    ) -> JobRecord:
+        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta)
+        with self._unavailable_as_503():
+            await asyncio.to_thread(self._enqueue, record, request)
+        return record
+
+    def _enqueue(self, record: JobRecord, request: OcrRequest) -> None:
+        self._store.create(record, request)
+        self._celery.send_task(RUN_JOB_TASK, args=[record.id], task_id=record.id, queue=queue_for(record.background))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        with self._unavailable_as_503():
+            return await self._reader.get(job_id)
+
+    async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        with self._unavailable_as_503():
+            async for event in self._reader.events(job_id):
+                yield event
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        record = await self.get(job_id)
+        if record is None:
+            return None
+        with self._unavailable_as_503():
+            await asyncio.to_thread(self._store.request_cancel, job_id)
+            if record.state is JobState.QUEUED:
+                await asyncio.to_thread(self._store.append, job_id, JobCancelled())
+                await asyncio.to_thread(self._celery.control.revoke, job_id)
+        return await self.get(job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        if await self.cancel(job_id) is None:
+            return False
+        with self._unavailable_as_503():
+            await asyncio.to_thread(self._store.delete, job_id)
+        return True
+
+    @contextlib.contextmanager
+    def _unavailable_as_503(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError) as exc:
+            raise ServiceUnavailable(f"cannot reach Redis at {self._where} (OCRSERVE_REDIS_URL): {exc}") from exc
+
+    async def _watch_redis(self) -> None:
+        """Readiness follows Redis: a worker-less queue still accepts jobs, an unreachable Redis does not."""
+        while True:
+            try:
+                client = self._reader.client
+                await client.ping()
+                queued = await client.llen(INTERACTIVE_QUEUE) + await client.llen(BACKGROUND_QUEUE)
+                self._status = EngineStatus(readiness=Readiness.READY, message="ready", queued=queued)
+            except (redis.RedisError, OSError) as exc:
+                message = f"cannot reach Redis at {self._where} (OCRSERVE_REDIS_URL): {exc}"
+                if self._status.message != message:
+                    log.warning(message)
+                self._status = EngineStatus(readiness=Readiness.FAILED, message=message)
+            await asyncio.sleep(2.0)

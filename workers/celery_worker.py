@@ -1,0 +1,92 @@
+"""A Celery worker process: load the model once, warm it up, then run jobs by id.
+
+The task is a thin shim over `execute`, a plain function that tests call directly.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from PIL import Image
+
+from ocr_engine.documents import DocumentLimits, load_document
+from ocr_engine.errors import JobTimedOut
+from ocr_engine.pipeline import OcrListener
+from ocr_engine.request import OcrRequest, SamplingParams
+from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery
+from workers.engine_options import EngineOptions
+from workers.events import JobError, JobFailed
+from workers.redis_store import JobStore
+from workers.runner import OcrFunction, run_job
+
+log = logging.getLogger(__name__)
+
+
+def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float) -> None:
+    """Run one queued job. A job that is gone or already finished (cancelled while queued) is skipped; a job
+    redelivered after its worker died runs again from the start."""
+    record = store.get(job_id)
+    if record is None or record.state.terminal:
+        log.info("job %s: skipped (%s)", job_id, "gone" if record is None else record.state.value)
+        return
+    request = store.load_request(job_id)
+    if request is None:
+        error = JobError(code="input_expired", message="the job's documents expired before a worker took it")
+        store.append(job_id, JobFailed(error=error))
+        return
+    deadline = time.monotonic() + time_limit
+
+    def cancelled() -> bool:
+        if time.monotonic() > deadline:
+            raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
+        return store.cancel_requested(job_id)
+
+    run_job(job_id, request, ocr, lambda event: store.append(job_id, event), cancelled)
+
+
+def warm_up(ocr: OcrFunction) -> None:
+    """One tiny page through the whole pipeline, so the first real job does not pay for lazy initialisation."""
+    page = Image.new("RGB", (64, 64), "white")
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    document = load_document(buffer.getvalue(), limits=DocumentLimits())
+    ocr(OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=1)), OcrListener())
+
+
+def run_worker(
+    redis_url: str,
+    options: EngineOptions,
+    *,
+    retention: int,
+    time_limit: float,
+    redelivery_timeout: int,
+    build: Callable[[EngineOptions], OcrFunction],
+    log_level: str = "info",
+) -> None:
+    """Load the model, warm it up, then consume both queues with one job at a time (one process per GPU)."""
+    ocr = build(options)
+    warm_up(ocr)
+    store = JobStore.connect(redis_url, retention)
+    app = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
+
+    @app.task(name=RUN_JOB_TASK)
+    def run_job_task(job_id: str) -> None:
+        execute(job_id, store, ocr, time_limit=time_limit)
+
+    log.info("worker ready: model %s", options.model)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
+            f"--hostname=ocrserve-{socket.gethostname()}-{id(app)}@%h",
+            f"--loglevel={log_level.upper()}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

@@ -1,0 +1,143 @@
+"""Jobs in Redis: a record, the request (document bytes included), a cancel flag and a Stream of events.
+
+Keys expire after the retention time. The record only changes by applying an event inside a WATCH transaction,
+so concurrent writers (a worker finishing, the API cancelling) can never move a job out of a terminal state.
+Text deltas do not change the record and are appended without a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import redis
+import redis.asyncio as aioredis
+
+from ocr_engine.request import OcrRequest
+from workers.events import TERMINAL_EVENTS, AnyEvent, JobEvent, TextDelta
+from workers.jobs import JobRecord
+
+PREFIX = "ocrserve:job:"
+_record_decoder = msgspec.msgpack.Decoder(JobRecord)
+_request_decoder = msgspec.msgpack.Decoder(OcrRequest)
+_event_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def record_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}"
+
+
+def request_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:request"
+
+
+def events_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:events"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:cancel"
+
+
+def _keys(job_id: str) -> list[str]:
+    return [record_key(job_id), request_key(job_id), events_key(job_id), cancel_key(job_id)]
+
+
+class JobStore:
+    """Synchronous access, for workers (and for the API's rare writes, from a thread)."""
+
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    @classmethod
+    def connect(cls, url: str, ttl: int) -> JobStore:
+        return cls(redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10), ttl)
+
+    def create(self, record: JobRecord, request: OcrRequest) -> None:
+        with self.client.pipeline() as pipe:
+            pipe.set(request_key(record.id), _encoder.encode(request), ex=self.ttl)
+            pipe.set(record_key(record.id), _encoder.encode(record), ex=self.ttl)
+            pipe.execute()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.client.get(record_key(job_id))
+        return None if raw is None else _record_decoder.decode(raw)
+
+    def load_request(self, job_id: str) -> OcrRequest | None:
+        raw = self.client.get(request_key(job_id))
+        return None if raw is None else _request_decoder.decode(raw)
+
+    def append(self, job_id: str, event: JobEvent) -> bool:
+        """Add an event; False (and nothing written) when the job is gone or already terminal."""
+        if isinstance(event, TextDelta):
+            with self.client.pipeline() as pipe:
+                pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
+                pipe.expire(events_key(job_id), self.ttl)
+                pipe.execute()
+            return True
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(record_key(job_id))
+                    raw = pipe.get(record_key(job_id))
+                    if raw is None:
+                        return False
+                    record = _record_decoder.decode(raw)
+                    if record.state.terminal:
+                        return False
+                    record.apply(event)
+                    pipe.multi()
+                    pipe.set(record_key(job_id), _encoder.encode(record), keepttl=True)
+                    pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
+                    pipe.expire(events_key(job_id), self.ttl)
+                    if isinstance(event, TERMINAL_EVENTS):
+                        pipe.delete(request_key(job_id))
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def request_cancel(self, job_id: str) -> None:
+        self.client.set(cancel_key(job_id), b"1", ex=self.ttl)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.client.exists(cancel_key(job_id)))
+
+    def delete(self, job_id: str) -> None:
+        self.client.delete(*_keys(job_id))
+
+
+class AsyncJobReader:
+    """Non-blocking reads for the API: records, and events followed with XREAD BLOCK."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, url: str) -> AsyncJobReader:
+        return cls(aioredis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw = await self.client.get(record_key(job_id))
+        return None if raw is None else _record_decoder.decode(raw)
+
+    async def events(self, job_id: str, *, block_ms: int = 5000) -> AsyncIterator[JobEvent]:
+        """Every event from the first; ends after the terminal one, or when the job disappears."""
+        last = "0-0"
+        while True:
+            batches = await self.client.xread({events_key(job_id): last}, count=256, block=block_ms)
+            if not batches:
+                if not await self.client.exists(record_key(job_id)):
+                    return
+                continue
+            for entry_id, fields in batches[0][1]:
+                last = entry_id
+                event = _event_decoder.decode(fields[b"e"])
+                yield event
+                if isinstance(event, TERMINAL_EVENTS):
+                    return
+
+    async def close(self) -> None:
+        await self.client.aclose()
