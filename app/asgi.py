@@ -17,6 +17,7 @@ from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics, count_requests
 from app.routes.openai import openai_router
+from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
 from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                 await dispatcher.close()
 
     return Litestar(
-        route_handlers=[openai_router, openapi_json, *system_routes],
+        route_handlers=[openai_router, responses_router, openapi_json, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[count_requests],

@@ -14,11 +14,10 @@ from app.protocol.chat import (
     ChunkChoice,
     Delta,
 )
-from app.protocol.common import OcrOptions, UsageInfo
+from app.protocol.common import UsageInfo
 from app.serving import jobs
-from app.serving.inputs import resolve_chat
 from app.serving.sse import DONE, EventStream, frame
-from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest
+from ocr_engine.request import OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
 
@@ -27,9 +26,6 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
     """Validate the request, resolve its documents and build the engine request."""
     jobs.check_model(ctx, body.model)
     jobs.check_single_choice(body.n)
-    options = body.ocr or OcrOptions()
-    dpi = options.dpi or ctx.settings.default_dpi
-    ctx.settings.document_limits.check_dpi(dpi)
     sampling = jobs.sampling_params(
         ctx,
         max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -39,15 +35,7 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
         stop=body.stop,
         seed=body.seed,
     )
-    resolved = await resolve_chat(ctx, body.messages, options)
-    return OcrRequest(
-        prompt=resolved.prompt,
-        documents=resolved.documents,
-        sampling=sampling,
-        output_format=options.output_format,
-        dpi=dpi,
-        page_separator=DEFAULT_PAGE_SEPARATOR if options.page_separator is None else options.page_separator,
-    )
+    return await jobs.build_request(ctx, body.messages, body.ocr, sampling)
 
 
 async def create_chat_completion(ctx: AppContext, body: ChatCompletionRequest) -> ChatCompletion | EventStream:

@@ -6,6 +6,7 @@ Every bad input fails here with a 400, before anything is queued.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.context import AppContext
@@ -21,6 +22,14 @@ from ocr_engine.request import Document
 class ResolvedChat:
     prompt: str
     documents: tuple[Document, ...]
+
+
+ParamOf = Callable[[int, int], str]
+"""Names content part `j` of message `i` in error messages (`messages[i].content[j]` for chat)."""
+
+
+def chat_param(i: int, j: int) -> str:
+    return f"messages[{i}].content[{j}]"
 
 
 def message_text(message: ChatMessage) -> str:
@@ -47,14 +56,16 @@ def _file_bytes(file: FileData, param: str) -> bytes:
     raise ApiError(400, "a file part needs file_data (base64 or a data URL)", param=f"{param}.file_data")
 
 
-async def _documents(ctx: AppContext, messages: list[ChatMessage], options: OcrOptions) -> list[Document]:
+async def _documents(
+    ctx: AppContext, messages: list[ChatMessage], options: OcrOptions, param_of: ParamOf
+) -> list[Document]:
     limits = ctx.settings.document_limits
     documents: list[Document] = []
     for i, message in enumerate(messages):
         if message.role != "user" or not isinstance(message.content, list):
             continue
         for j, part in enumerate(message.content):
-            param = f"messages[{i}].content[{j}]"
+            param = param_of(i, j)
             if isinstance(part, ImageUrlPart):
                 data, name = await _image_bytes(ctx, part.image_url.url, f"{param}.image_url.url"), ""
             elif isinstance(part, FilePart):
@@ -68,11 +79,13 @@ async def _documents(ctx: AppContext, messages: list[ChatMessage], options: OcrO
     return documents
 
 
-async def resolve_chat(ctx: AppContext, messages: list[ChatMessage], options: OcrOptions) -> ResolvedChat:
+async def resolve_chat(
+    ctx: AppContext, messages: list[ChatMessage], options: OcrOptions, param_of: ParamOf = chat_param
+) -> ResolvedChat:
     """Documents from the user messages, in order; the instruction is the last user message's text."""
     if not messages:
         raise ApiError(400, "messages must not be empty", param="messages")
-    documents = await _documents(ctx, messages, options)
+    documents = await _documents(ctx, messages, options, param_of)
     if documents:
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)
         user_text = message_text(last_user).strip() if last_user else ""

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
 
 from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
-from app.protocol.common import Stop, stop_sequences
+from app.protocol.chat import ChatMessage
+from app.protocol.common import OcrOptions, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
-from ocr_engine.request import OcrRequest, SamplingParams
+from app.serving.inputs import ParamOf, chat_param, resolve_chat
+from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
 from ocr_engine.results import OcrResult
 from workers.dispatch import Readiness
 from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
@@ -66,11 +71,35 @@ def sampling_params(
     )
 
 
-async def submit(ctx: AppContext, request: OcrRequest) -> JobRecord:
+async def build_request(
+    ctx: AppContext,
+    messages: list[ChatMessage],
+    options: OcrOptions | None,
+    sampling: SamplingParams,
+    param_of: ParamOf = chat_param,
+) -> OcrRequest:
+    """Check the OCR options, resolve the documents of chat-style messages and build the engine request."""
+    options = options or OcrOptions()
+    dpi = options.dpi or ctx.settings.default_dpi
+    ctx.settings.document_limits.check_dpi(dpi)
+    resolved = await resolve_chat(ctx, messages, options, param_of)
+    return OcrRequest(
+        prompt=resolved.prompt,
+        documents=resolved.documents,
+        sampling=sampling,
+        output_format=options.output_format,
+        dpi=dpi,
+        page_separator=DEFAULT_PAGE_SEPARATOR if options.page_separator is None else options.page_separator,
+    )
+
+
+async def submit(
+    ctx: AppContext, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+) -> JobRecord:
     status = ctx.dispatcher.status()
     if status.readiness is Readiness.FAILED:
         raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
-    return await ctx.dispatcher.submit(request)
+    return await ctx.dispatcher.submit(request, background=background, meta=meta)
 
 
 async def collect(ctx: AppContext, record: JobRecord) -> OcrResult:
@@ -99,7 +128,9 @@ async def follow(ctx: AppContext, record: JobRecord) -> AsyncIterator[JobEvent]:
             yield event
     finally:
         if not finished:
-            await ctx.dispatcher.cancel(record.id)
+            # a client that left cancels the stream's task: shield the cancel, or its first await would be cancelled too
+            with anyio.CancelScope(shield=True):
+                await ctx.dispatcher.cancel(record.id)
 
 
 def stream_error(error: JobError) -> ErrorResponse:

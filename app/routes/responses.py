@@ -1,0 +1,41 @@
+"""/v1/responses: create (foreground or background, streamed or not), retrieve, resume a stream, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Router, delete, get, post
+
+from app.auth import require_api_key
+from app.context import AppContext
+from app.protocol.responses import ResponseCreateRequest, ResponseDeleted
+from app.serving import responses
+
+
+@post("/responses", status_code=200, summary="Create a response (OCR of images and PDFs), optionally in the background")
+async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
+    return await responses.create_response(ctx, data)
+
+
+@get("/responses/{response_id:str}", summary="Get a response; with stream=true, its events after starting_after")
+async def retrieve_response(
+    response_id: str, ctx: AppContext, stream: bool = False, starting_after: int | None = None
+) -> Any:
+    return await responses.retrieve_response(ctx, response_id, stream=stream, starting_after=starting_after)
+
+
+@post("/responses/{response_id:str}/cancel", status_code=200, summary="Cancel a queued or running background response")
+async def cancel_response(response_id: str, ctx: AppContext) -> Any:
+    return await responses.cancel_response(ctx, response_id)
+
+
+@delete("/responses/{response_id:str}", status_code=200, summary="Delete a response")
+async def delete_response(response_id: str, ctx: AppContext) -> ResponseDeleted:
+    return await responses.delete_response(ctx, response_id)
+
+
+responses_router = Router(
+    path="/v1",
+    route_handlers=[create_response, retrieve_response, cancel_response, delete_response],
+    guards=[require_api_key],
+)
