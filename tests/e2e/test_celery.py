@@ -1,5 +1,6 @@
 """Celery mode under stress: cancellation reaches a running job, a killed worker's job is redelivered and
-completes, and an unreachable Redis is a clear 503. A private redis-server and real worker processes."""
+completes, a job outlives an API restart, and an unreachable Redis is a clear 503. A private redis-server and
+real worker and API processes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ import pytest
 
 from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.request import OcrRequest, SamplingParams
-from tests.fixtures import free_port, pdf_bytes, running_redis, running_worker, spawn, stop_process
+from tests.fixtures import (
+    SERVED_NAME,
+    data_url,
+    free_port,
+    pdf_bytes,
+    running_redis,
+    running_server,
+    running_worker,
+    spawn,
+    stop_process,
+)
 from workers.celery_dispatch import CeleryDispatcher
 from workers.jobs import JobRecord, JobState
 
@@ -134,3 +145,31 @@ def test_an_unreachable_redis_is_a_clear_503(tiny_checkpoint: Path, server_logs:
         assert chat.headers["content-type"].startswith("application/json")
     finally:
         stop_process(process)
+
+
+def test_a_job_survives_an_api_restart(
+    redis_url: str, tiny_checkpoint: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    env = {"OCRSERVE_REDIS_URL": redis_url}
+    document = data_url(pdf_bytes(3), "application/pdf")
+    body = {
+        "model": SERVED_NAME,
+        "input": [{"role": "user", "content": [{"type": "input_file", "filename": "a.pdf", "file_data": document}]}],
+        "max_output_tokens": 200,
+        "background": True,
+    }
+    with running_worker(tiny_checkpoint, server_logs, "celery-restart-worker", redis_url, WORKER_ENV):
+        with running_server(tiny_checkpoint, server_logs, "celery-api-1", env) as first, first.client() as http:
+            response_id = http.post("/v1/responses", json=body).json()["id"]
+            deadline = time.monotonic() + 120
+            while http.get(f"/v1/responses/{response_id}").json()["status"] == "queued":
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.2)
+        with running_server(tiny_checkpoint, server_logs, "celery-api-2", env) as second, second.client() as http:
+            deadline = time.monotonic() + 180
+            while (reply := http.get(f"/v1/responses/{response_id}").json())["status"] in ("queued", "in_progress"):
+                assert time.monotonic() < deadline, "the job never finished"
+                time.sleep(0.5)
+    assert reply["status"] in ("completed", "incomplete")
+    assert reply["output"][0]["content"][0]["text"].count("<--- Page Split --->") == 2
+    assert reply["ocr_progress"]["pages_done"] == 3
