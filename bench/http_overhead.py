@@ -19,10 +19,7 @@ each, plus any other load, make the model time swing by 10x and drown the differ
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,44 +35,10 @@ from ocr_engine.request import OcrRequest, SamplingParams
 from workers.engine_options import EngineOptions
 from workers.model_host import build_ocr
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixtures import running_server
+
 PROMPT = "Convert the document to markdown."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(model: str, port: int, log: Path, threads: int) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--model", model, "--device", "cpu"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(client: httpx.Client, server: subprocess.Popen, log: Path, timeout: float = 120.0) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if client.get("/health").status_code == 200:
-                return time.perf_counter() - start
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def main() -> None:
@@ -98,12 +61,11 @@ def main() -> None:
         request = OcrRequest(prompt=PROMPT, sampling=SamplingParams(max_tokens=args.max_tokens), output_format="raw")
         body = {"model": model, "prompt": PROMPT, "max_tokens": args.max_tokens, "temperature": 0}
 
-        port = free_port()
-        log = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrserve-bench-"))) / "server.log"
-        server = start_server(model, port, log, args.threads)
-        stack.callback(stop_server, server)
-        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60))
-        print(f"server ready on port {port} after {wait_ready(client, server, log):.1f} s")
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrserve-bench-")))
+        env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+        server = stack.enter_context(running_server(Path(model), logs, "server", env))
+        client = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
+        body["model"] = server.model
 
         def direct():
             return ocr(request, OcrListener())
