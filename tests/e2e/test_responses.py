@@ -258,6 +258,28 @@ def test_cancel(server: ServerHandle, png: bytes, long_jobs: list[str]) -> None:
     assert len(requests) == 6  # no retries
 
 
+def test_cancel_keeps_the_pages_already_done(server: ServerHandle, long_jobs: list[str]) -> None:
+    body = {
+        "model": server.model,
+        "input": pdf_input(6),
+        "max_output_tokens": 60,
+        "background": True,
+        "ocr": {"output_format": "raw", "page_separator": "\n@@\n"},
+    }
+    with server.client() as http:
+        response_id = http.post("/v1/responses", json=body).json()["id"]
+        long_jobs.append(response_id)
+        deadline = time.monotonic() + DEADLINE_S
+        while http.get(f"/v1/responses/{response_id}").json()["ocr_progress"]["pages_done"] < 1:
+            assert time.monotonic() < deadline, "no page finished"
+            time.sleep(0.05)
+        cancelled = http.post(f"/v1/responses/{response_id}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert 1 <= cancelled["ocr_progress"]["pages_done"] < 6
+    text = cancelled["output"][0]["content"][0]["text"]
+    assert text and text.count("\n@@\n") >= cancelled["ocr_progress"]["pages_done"] - 1
+
+
 def test_delete_and_unknown_ids(client: openai.OpenAI, server: ServerHandle) -> None:
     response = client.responses.create(model=server.model, input="Hi", max_output_tokens=2)
     with server.client() as http:
