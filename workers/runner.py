@@ -67,12 +67,11 @@ def run_job(
     cancelled: Callable[[], bool],
 ) -> None:
     """Emit started → deltas/pages → exactly one terminal event. Never raises."""
-    if cancelled():
-        emit(JobCancelledEvent())
-        return
-    emit(JobStarted(pages_total=max(request.page_total, 1)))
     started = time.perf_counter()
     try:
+        if cancelled():
+            raise JobCancelled("the job was cancelled before it started")
+        emit(JobStarted(pages_total=max(request.page_total, 1)))
         result = ocr(request, _EventListener(emit, cancelled))
     except JobCancelled:
         emit(JobCancelledEvent())

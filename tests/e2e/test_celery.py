@@ -28,7 +28,12 @@ from tests.fixtures import (
     stop_process,
 )
 from workers.celery_dispatch import CeleryDispatcher
+from workers.celery_worker import execute
+from workers.engine_options import EngineOptions
+from workers.events import JobCancelled
 from workers.jobs import JobRecord, JobState
+from workers.model_host import build_ocr
+from workers.redis_store import JobStore
 
 REDELIVERY_S = 4
 WORKER_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": str(REDELIVERY_S)}
@@ -173,3 +178,23 @@ def test_a_job_survives_an_api_restart(
     assert reply["status"] in ("completed", "incomplete")
     assert reply["output"][0]["content"][0]["text"].count("<--- Page Split --->") == 2
     assert reply["ocr_progress"]["pages_done"] == 3
+
+
+def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_url: str, tiny_checkpoint: Path) -> None:
+    store = JobStore.connect(redis_url, ttl=60)
+    ocr = build_ocr(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
+    request = pdf_job(pages=1, max_tokens=50)
+
+    slow = JobRecord.new(1)
+    store.create(slow, request)
+    execute(slow.id, store, ocr, time_limit=0)
+    failed = store.get(slow.id)
+    assert failed.state is JobState.FAILED and failed.error.code == "time_limit_exceeded"
+    assert "OCRSERVE_JOB_TIME_LIMIT" in failed.error.message
+
+    cancelled = JobRecord.new(1)
+    store.create(cancelled, request)
+    store.append(cancelled.id, JobCancelled())
+    execute(cancelled.id, store, ocr, time_limit=60)
+    assert store.get(cancelled.id).state is JobState.CANCELLED
+    store.client.close()
