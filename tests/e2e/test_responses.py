@@ -64,6 +64,19 @@ def pdf_input(pages: int) -> list[dict]:
     return [{"type": "message", "role": "user", "content": [part]}]
 
 
+def start_long_job(client: openai.OpenAI, server: ServerHandle, long_jobs: list[str]) -> Response:
+    """A background response that would run for minutes: six pages of up to 3000 tokens each."""
+    created = client.responses.create(
+        model=server.model,
+        input=pdf_input(6),
+        max_output_tokens=3000,
+        background=True,
+        extra_body={"ocr": {"output_format": "raw"}},
+    )
+    long_jobs.append(created.id)
+    return created
+
+
 def wait_until_done(client: openai.OpenAI, response_id: str) -> Response:
     deadline = time.monotonic() + DEADLINE_S
     while True:
@@ -237,14 +250,7 @@ def test_cancel(server: ServerHandle, png: bytes, long_jobs: list[str]) -> None:
     requests: list[httpx.Request] = []
     http = httpx.Client(event_hooks={"request": [requests.append]}, timeout=120.0)
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=2, http_client=http) as sdk:
-        created = sdk.responses.create(
-            model=server.model,
-            input=pdf_input(6),
-            max_output_tokens=3000,
-            background=True,
-            extra_body={"ocr": {"output_format": "raw"}},
-        )
-        long_jobs.append(created.id)
+        created = start_long_job(sdk, server, long_jobs)
         cancelled = sdk.responses.cancel(created.id)
         assert cancelled.status == "cancelled"
         assert cancelled.usage is None
@@ -345,14 +351,7 @@ def test_litellm_responses(server: ServerHandle, png: bytes) -> None:
 
 def test_litellm_get_cancel_delete(client: openai.OpenAI, server: ServerHandle, long_jobs: list[str]) -> None:
     """A background response created with the openai SDK, then read, cancelled and deleted by LiteLLM."""
-    created = client.responses.create(
-        model=server.model,
-        input=pdf_input(6),
-        max_output_tokens=3000,
-        background=True,
-        extra_body={"ocr": {"output_format": "raw"}},
-    )
-    long_jobs.append(created.id)
+    created = start_long_job(client, server, long_jobs)
     options = {"api_base": f"{server.url}/v1", "api_key": "x", "timeout": 120, "custom_llm_provider": "openai"}
 
     async def scenario() -> None:
