@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -22,13 +23,18 @@ from workers.engine_options import EngineOptions
 from workers.events import JobError, JobFailed
 from workers.redis_store import JobStore
 from workers.runner import OcrFunction, run_job
+from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+# The soft limit (checked between decode steps) comes first; this long after it, the process itself is stopped.
+HARD_LIMIT_GRACE_S = 60.0
 
 
 def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float) -> None:
     """Run one queued job. A job that is gone or already finished (cancelled while queued) is skipped; a job
-    redelivered after its worker died runs again from the start."""
+    redelivered after its worker died runs again from the start. Past `time_limit` the job fails at its next
+    decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
+    failed and the process exits (hard limit), to be restarted by its supervisor."""
     record = store.get(job_id)
     if record is None or record.state.terminal:
         log.info("job %s: skipped (%s)", job_id, "gone" if record is None else record.state.value)
@@ -45,7 +51,14 @@ def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float
             raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
         return store.cancel_requested(job_id)
 
-    run_job(job_id, request, ocr, lambda event: store.append(job_id, event), cancelled)
+    def stop_the_process() -> None:
+        message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
+        store.append(job_id, JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
+        log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
+        os._exit(70)
+
+    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
+        run_job(job_id, request, ocr, lambda event: store.append(job_id, event), cancelled)
 
 
 def warm_up(ocr: OcrFunction) -> None:
