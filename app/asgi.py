@@ -21,6 +21,7 @@ from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
 from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
+from ocr_engine.modes import resolve_mode
 from workers.dispatch import Dispatcher
 
 
@@ -52,6 +53,7 @@ async def openapi_json(request: Request) -> dict:
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> Litestar:
     settings = settings or settings_from_env()
     model = load_model_info(settings.model)
+    resolve_mode(model.family, settings.mode, param="OCRSERVE_MODE")
     dispatcher = dispatcher or build_dispatcher(settings)
 
     @asynccontextmanager

@@ -58,6 +58,7 @@ def _ocr(args: argparse.Namespace) -> None:
             documents=(document,),
             sampling=SamplingParams(max_tokens=args.max_tokens),
             output_format="raw" if args.raw else "markdown",
+            mode=settings.mode,
             dpi=settings.default_dpi,
         )
         with tqdm(total=request.page_total, desc=file.name, unit="page") as bar:
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     ocr.add_argument("--pages", help="pages to read, 1-based, e.g. 1-3,7")
     ocr.add_argument("--max-tokens", type=int, help="most tokens generated per page")
     ocr.add_argument("--raw", action="store_true", help="keep the model's grounding tags")
-    add_settings_flags(ocr, _ENGINE_SETTINGS)
+    add_settings_flags(ocr, (*_ENGINE_SETTINGS, "mode"))
     ocr.set_defaults(run=_ocr)
 
     write = commands.add_parser("write-checkpoint", help="write a tiny random-weight checkpoint (tests, smoke runs)")

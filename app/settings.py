@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dtype: str = "auto"
     batch_size: int = 4
     prepare_workers: int = 2
+    mode: str | None = None
     default_dpi: int = 144
     max_dpi: int = 300
     max_pages: int = 500
@@ -101,6 +102,7 @@ HELP: dict[str, str] = {
     "dtype": "auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16 or float32",
     "batch_size": "pages decoded together in one batch",
     "prepare_workers": "threads rasterizing and preprocessing pages ahead of the model",
+    "mode": "resolution mode when a request names none (gundam, base; v1 also tiny, small, large); unset = gundam",
     "default_dpi": "PDF rasterization DPI when the request names none",
     "max_dpi": "largest DPI a request may ask for",
     "max_pages": "most pages per request (all documents together)",

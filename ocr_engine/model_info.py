@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_engine.errors import ModelUnavailable
+from ocr_engine.modes import family_of
 
 MODEL_HINT = (
     "set OCRSERVE_MODEL (--model) to a local checkpoint directory or a reachable hub id; "
@@ -39,12 +40,16 @@ def read_model_config(source: str) -> dict[str, Any]:
 class ModelInfo:
     source: str
     model_type: str
+    family: str
     max_model_len: int
     tokenizer: Any
 
 
 def load_model_info(source: str) -> ModelInfo:
     config = read_model_config(source)
+    family = family_of(config.get("model_type", ""))
+    if family is None:
+        raise ModelUnavailable(f"{source!r} has model_type {config.get('model_type')!r}, not a DeepSeek-OCR model")
     text = config.get("text_config") or config.get("language_config") or config
     try:
         from transformers import AutoTokenizer
@@ -55,6 +60,7 @@ def load_model_info(source: str) -> ModelInfo:
     return ModelInfo(
         source=source,
         model_type=config.get("model_type", ""),
+        family=family,
         max_model_len=int(text.get("max_position_embeddings", 8192)),
         tokenizer=tokenizer,
     )

@@ -16,6 +16,7 @@ from ocr_engine.detokenize import IncrementalDetokenizer
 from ocr_engine.documents import DocumentLimits, iter_document_pages
 from ocr_engine.engine import OcrEngine
 from ocr_engine.grounding import MarkdownStreamCleaner
+from ocr_engine.modes import resolve_mode
 from ocr_engine.prefetch import BatchPrefetcher
 from ocr_engine.prompts import image_prompt
 from ocr_engine.request import OcrRequest
@@ -119,7 +120,8 @@ def run_ocr(
     generator = make_generator(request.sampling, adapter.device)
     ordered = _InOrder(listener, request.page_separator)
     results: list[PageResult] = []
-    prefetcher = BatchPrefetcher(lambda item: adapter.prepare(*item), engine.prepare_workers)
+    mode = resolve_mode(adapter.family, request.mode)
+    prefetcher = BatchPrefetcher(lambda item: adapter.prepare(*item, mode), engine.prepare_workers)
     for prepared in prefetcher.run(_batched(_page_inputs(request, limits), engine.batch_size)):
         first = len(results)
         texts = [_PageText(engine, request) for _ in prepared]

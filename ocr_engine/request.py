@@ -43,6 +43,7 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
     documents: tuple[Document, ...] = ()
     sampling: SamplingParams = SamplingParams()
     output_format: OutputFormat = "markdown"
+    mode: str | None = None  # resolution mode (ocr_engine.modes); None = the model family's default
     dpi: int = 144
     page_separator: str = DEFAULT_PAGE_SEPARATOR
 

@@ -31,6 +31,7 @@ class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """ocrserve's extension field `ocr` (send it through the openai SDK with `extra_body={"ocr": {...}}`)."""
 
     preset: str | None = None
+    mode: str | None = None
     output_format: Literal["markdown", "raw"] = "markdown"
     dpi: int | None = None
     pages: str | list[int] | None = None

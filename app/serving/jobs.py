@@ -14,6 +14,7 @@ from app.protocol.chat import ChatMessage
 from app.protocol.common import OcrOptions, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
+from ocr_engine.modes import resolve_mode
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
 from ocr_engine.results import OcrResult
 from workers.dispatch import Readiness
@@ -82,12 +83,14 @@ async def build_request(
     options = options or OcrOptions()
     dpi = options.dpi or ctx.settings.default_dpi
     ctx.settings.document_limits.check_dpi(dpi)
+    mode = resolve_mode(ctx.model.family, options.mode or ctx.settings.mode)
     resolved = await resolve_chat(ctx, messages, options, param_of)
     return OcrRequest(
         prompt=resolved.prompt,
         documents=resolved.documents,
         sampling=sampling,
         output_format=options.output_format,
+        mode=mode,
         dpi=dpi,
         page_separator=DEFAULT_PAGE_SEPARATOR if options.page_separator is None else options.page_separator,
     )

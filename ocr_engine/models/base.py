@@ -31,9 +31,10 @@ class ModelAdapter(Protocol):
     eos_token_id: int
     pad_token_id: int
     max_model_len: int
+    family: str  # ocr_engine.modes.OCR1 or OCR2: which resolution modes apply
 
-    def prepare(self, prompt: str, image: Image.Image | None) -> PreparedSequence:
-        """Tokenize `prompt` (with one `<image>` placeholder when `image` is given) and preprocess the image."""
+    def prepare(self, prompt: str, image: Image.Image | None, mode: str) -> PreparedSequence:
+        """Tokenize `prompt` (one `<image>` placeholder when `image` is given) and preprocess the image in `mode`."""
         ...
 
     def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import get_optimal_tiled_canvas
 
 from ocr_engine.models.base import PreparedSequence
+from ocr_engine.modes import FAMILY_MODES, OCR2
 
 IMAGE_TOKEN = "<image>"
 
@@ -96,13 +97,17 @@ def normalise(pixels: torch.Tensor, geometry: ImageGeometry, device: torch.devic
     return torch.addcmul(-mean / std, scaled, 1.0 / (255.0 * std), out=scaled).to(dtype)
 
 
-def preprocess_page(image: Image.Image, geometry: ImageGeometry) -> dict[str, torch.Tensor | None]:
-    """The uint8 views of one page: the global view and the local tiles (None for small pages)."""
-    return {"global": global_view(image, geometry), "tiles": local_tiles(image, geometry)}
+def preprocess_page(
+    image: Image.Image, geometry: ImageGeometry, *, tiles: bool = True
+) -> dict[str, torch.Tensor | None]:
+    """The uint8 views of one page: the global view and the local tiles (None for small pages or `tiles=False`)."""
+    return {"global": global_view(image, geometry), "tiles": local_tiles(image, geometry) if tiles else None}
 
 
 class DeepseekOcr2Adapter:
     """Loads a DeepSeek-OCR-2 checkpoint and turns (prompt, page) pairs into model inputs."""
+
+    family = OCR2
 
     def __init__(
         self,
@@ -147,11 +152,11 @@ class DeepseekOcr2Adapter:
                 self._prompt_cache[prompt] = self.tokenizer(prompt, add_special_tokens=True).input_ids
             return self._prompt_cache[prompt]
 
-    def prepare(self, prompt: str, image: Image.Image | None) -> PreparedSequence:
+    def prepare(self, prompt: str, image: Image.Image | None, mode: str) -> PreparedSequence:
         ids = self.prompt_ids(prompt)
         if image is None:
             return PreparedSequence(input_ids=[i for i in ids if i != self.image_token_id])
-        vision = preprocess_page(image, self.geometry)
+        vision = preprocess_page(image, self.geometry, tiles=FAMILY_MODES[OCR2][mode].crop)
         tiles = vision["tiles"]
         count = self.image_token_count(0 if tiles is None else tiles.shape[0])
         at = ids.index(self.image_token_id) if self.image_token_id in ids else 1

@@ -6,8 +6,7 @@ from ocr_engine.device import resolve_device, resolve_dtype
 from ocr_engine.errors import ModelUnavailable
 from ocr_engine.model_info import MODEL_HINT, first_line, read_model_config
 from ocr_engine.models.base import ModelAdapter
-
-_V1_TYPES = {"deepseek_vl_v2", "DeepseekOCR", "deepseek_ocr"}
+from ocr_engine.modes import OCR1, OCR2, family_of
 
 
 def load_adapter(source: str, *, device: str = "auto", dtype: str = "auto") -> ModelAdapter:
@@ -17,13 +16,14 @@ def load_adapter(source: str, *, device: str = "auto", dtype: str = "auto") -> M
     hf_logging.disable_progress_bar()
     config = read_model_config(source)
     model_type = config.get("model_type", "")
+    family = family_of(model_type)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    if model_type == "deepseek_ocr2":
+    if family == OCR2:
         from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 
         loader = DeepseekOcr2Adapter.load
-    elif model_type in _V1_TYPES:
+    elif family == OCR1:
         raise ModelUnavailable(f"{source!r} is a DeepSeek-OCR v1 checkpoint, which is not supported yet; {MODEL_HINT}")
     else:
         raise ModelUnavailable(f"{source!r} has model_type {model_type!r}, not a DeepSeek-OCR model; {MODEL_HINT}")

@@ -67,16 +67,20 @@ def test_preprocessing_matches_transformers_processor(adapter, size):
 
 
 def test_image_tokens_follow_the_tile_count(adapter):
-    big = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 1))
-    small = adapter.prepare("<image>\nFree OCR.", text_page(600, 400, 2))
+    big = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 1), "gundam")
+    small = adapter.prepare("<image>\nFree OCR.", text_page(600, 400, 2), "gundam")
     image_id = adapter.image_token_id
     assert small.input_ids.count(image_id) == 256 + 1
     assert big.input_ids.count(image_id) == 256 + 144 * big.vision["tiles"].shape[0] + 1
+    global_only = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 1), "base")
+    assert global_only.vision["tiles"] is None and global_only.input_ids.count(image_id) == 256 + 1
 
 
 def test_a_page_decodes_the_same_alone_and_in_a_padded_batch(engine, adapter):
-    long_page = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 3))
-    short_page = adapter.prepare("<image>\n<|grounding|>Convert the document to markdown.", text_page(500, 400, 4))
+    long_page = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 3), "gundam")
+    short_page = adapter.prepare(
+        "<image>\n<|grounding|>Convert the document to markdown.", text_page(500, 400, 4), "gundam"
+    )
     params = SamplingParams(max_tokens=12)
     alone = [engine.generate([p], params, on_token=never, cancelled=never)[0] for p in (long_page, short_page)]
     together = engine.generate([long_page, short_page], params, on_token=never, cancelled=never)
@@ -85,7 +89,7 @@ def test_a_page_decodes_the_same_alone_and_in_a_padded_batch(engine, adapter):
 
 
 def test_budget_callback_stop_and_cancel(engine, adapter):
-    prompt = adapter.prepare("Hello", None)
+    prompt = adapter.prepare("Hello", None, "gundam")
     seen: list[int] = []
     out = engine.generate(
         [prompt], SamplingParams(max_tokens=5), on_token=lambda _, t: seen.append(t) or False, cancelled=never
@@ -100,7 +104,7 @@ def test_budget_callback_stop_and_cancel(engine, adapter):
 def test_sampling_is_reproducible_with_a_seed(engine, adapter):
     from ocr_engine.sampling import make_generator
 
-    prompt = adapter.prepare("Hello", None)
+    prompt = adapter.prepare("Hello", None, "gundam")
     params = SamplingParams(max_tokens=10, temperature=1.0, seed=7)
     runs = [
         engine.generate(
