@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
 def _ocr(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from ocr_engine.annotate import write_annotations
     from ocr_engine.documents import load_document
     from ocr_engine.pipeline import OcrListener
     from ocr_engine.prompts import resolve_instruction
@@ -57,7 +58,7 @@ def _ocr(args: argparse.Namespace) -> None:
             prompt=instruction,
             documents=(document,),
             sampling=SamplingParams(max_tokens=args.max_tokens),
-            output_format="raw" if args.raw else "markdown",
+            output_format=args.format,
             mode=settings.mode,
             dpi=settings.default_dpi,
         )
@@ -68,9 +69,15 @@ def _ocr(args: argparse.Namespace) -> None:
                     bar.update(1)
 
             result = ocr(request, Progress())
-        target = (args.output or file.parent) / f"{file.stem}.md"
+        suffix = ".jsonl" if args.format == "layout" else ".md"
+        target = (args.output or file.parent) / f"{file.stem}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(result.text + "\n", encoding="utf-8")
+        text = result.text
+        if args.annotate:
+            pages = write_annotations(document, result.pages, request.dpi, limits, target.parent / file.stem)
+            if args.format == "markdown":
+                text = request.page_separator.join(pages)
+        target.write_text(text if args.format == "layout" else text + "\n", encoding="utf-8")  # JSON lines end in one
         print(f"{file} -> {target} ({len(result.pages)} pages, {result.usage.completion_tokens} tokens)")
 
 
@@ -119,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     ocr.add_argument("--prompt", help="instruction text (instead of a preset)")
     ocr.add_argument("--pages", help="pages to read, 1-based, e.g. 1-3,7")
     ocr.add_argument("--max-tokens", type=int, help="most tokens generated per page")
-    ocr.add_argument("--raw", action="store_true", help="keep the model's grounding tags")
+    ocr.add_argument(
+        "--format",
+        choices=["markdown", "raw", "layout"],
+        default="markdown",
+        help="markdown (.md), raw: the model's text with its grounding tags (.md), layout: JSON lines (.jsonl)",
+    )
+    ocr.add_argument("--raw", dest="format", action="store_const", const="raw", help="same as --format raw")
+    ocr.add_argument(
+        "--annotate",
+        action="store_true",
+        help="also write DIR/<name>/page-<n>.png with the layout boxes drawn and the pictures cropped out of them",
+    )
     add_settings_flags(ocr, (*_ENGINE_SETTINGS, "mode"))
     ocr.set_defaults(run=_ocr)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from PIL import Image
 
@@ -16,6 +16,8 @@ from ocr_engine.detokenize import IncrementalDetokenizer
 from ocr_engine.documents import DocumentLimits, iter_document_pages
 from ocr_engine.engine import OcrEngine
 from ocr_engine.grounding import MarkdownStreamCleaner
+from ocr_engine.layout import LayoutFormatter, PageSize
+from ocr_engine.models.base import PreparedSequence
 from ocr_engine.modes import resolve_mode
 from ocr_engine.prefetch import BatchPrefetcher
 from ocr_engine.prompts import image_prompt
@@ -40,15 +42,44 @@ class OcrListener:
         return False
 
 
-class _PageText:
-    """raw token ids → text → stop sequences → (optionally) grounding tags removed, for one page."""
+class _Formatter(Protocol):
+    """Turns a page's raw text into the requested output format, delta by delta."""
 
-    def __init__(self, engine: OcrEngine, request: OcrRequest) -> None:
+    def feed(self, raw: str) -> str: ...
+
+    def finish(self) -> str: ...
+
+
+class _Verbatim:
+    """The `raw` format: the model's text as it comes."""
+
+    def feed(self, raw: str) -> str:
+        return raw
+
+    def finish(self) -> str:
+        return ""
+
+
+def _formatter(request: OcrRequest, index: int, size: PageSize | None) -> _Formatter:
+    if request.output_format == "layout":
+        return LayoutFormatter(index + 1, size)
+    return MarkdownStreamCleaner() if request.output_format == "markdown" else _Verbatim()
+
+
+def _page_separator(request: OcrRequest) -> str:
+    """Layout pages are self-contained JSON lines, each ending in a newline: nothing goes between them."""
+    return "" if request.output_format == "layout" else request.page_separator
+
+
+class _PageText:
+    """raw token ids → text → stop sequences → the output format, for one page."""
+
+    def __init__(self, engine: OcrEngine, request: OcrRequest, formatter: _Formatter) -> None:
         adapter = engine.adapter
         skip = {adapter.eos_token_id, adapter.pad_token_id, adapter.tokenizer.bos_token_id}
         self.detokenizer = IncrementalDetokenizer(adapter.tokenizer, skip_token_ids=skip - {None})
         self.stop = StopMatcher(request.sampling.stop)
-        self.cleaner = MarkdownStreamCleaner() if request.output_format == "markdown" else None
+        self.formatter = formatter
         self.raw: list[str] = []
         self.text: list[str] = []
 
@@ -58,15 +89,13 @@ class _PageText:
     def finish(self) -> str:
         tail = "" if self.stop.stopped else self.stop.feed(self.detokenizer.flush()) + self.stop.finish()
         text = self._format(tail)
-        if self.cleaner:
-            rest = self.cleaner.finish()
-            self.text.append(rest)
-            text += rest
-        return text
+        rest = self.formatter.finish()
+        self.text.append(rest)
+        return text + rest
 
     def _format(self, raw: str) -> str:
         self.raw.append(raw)
-        text = self.cleaner.feed(raw) if self.cleaner else raw
+        text = self.formatter.feed(raw)
         self.text.append(text)
         return text
 
@@ -91,13 +120,21 @@ class _InOrder:
         self.finished.add(page)
         while self.current in self.finished and self.current + 1 < pages_total:
             self.current += 1
-            self.listener.on_delta(self.current, self.separator + "".join(self.pending.pop(self.current, [])))
+            if text := self.separator + "".join(self.pending.pop(self.current, [])):  # never an empty delta
+                self.listener.on_delta(self.current, text)
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+class _Page(NamedTuple):
+    """A page ready for the model, and the size of its image before the model resizes it (None: no image)."""
+
+    size: PageSize | None
+    sequence: PreparedSequence
 
 
 def _page_inputs(request: OcrRequest, limits: DocumentLimits) -> Iterator[tuple[str, Image.Image | None]]:
@@ -118,13 +155,21 @@ def run_ocr(
     adapter = engine.adapter
     pages_total = max(request.page_total, 1)
     generator = make_generator(request.sampling, adapter.device)
-    ordered = _InOrder(listener, request.page_separator)
+    separator = _page_separator(request)
+    ordered = _InOrder(listener, separator)
     results: list[PageResult] = []
     mode = resolve_mode(adapter.family, request.mode)
-    prefetcher = BatchPrefetcher(lambda item: adapter.prepare(*item, mode), engine.prepare_workers)
-    for prepared in prefetcher.run(_batched(_page_inputs(request, limits), engine.batch_size)):
+
+    def prepare(item: tuple[str, Image.Image | None]) -> _Page:
+        prompt, image = item
+        return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
+
+    prefetcher = BatchPrefetcher(prepare, engine.prepare_workers)
+    for pages in prefetcher.run(_batched(_page_inputs(request, limits), engine.batch_size)):
         first = len(results)
-        texts = [_PageText(engine, request) for _ in prepared]
+        texts = [
+            _PageText(engine, request, _formatter(request, first + row, page.size)) for row, page in enumerate(pages)
+        ]
 
         def on_token(row: int, token: int, texts: list[_PageText] = texts, first: int = first) -> bool:
             if delta := texts[row].push(token):
@@ -132,15 +177,22 @@ def run_ocr(
             return texts[row].stop.stopped
 
         outputs = engine.generate(
-            prepared, request.sampling, on_token=on_token, cancelled=listener.cancelled, generator=generator
+            [page.sequence for page in pages],
+            request.sampling,
+            on_token=on_token,
+            cancelled=listener.cancelled,
+            generator=generator,
         )
-        for row, (text, output) in enumerate(zip(texts, outputs, strict=True)):
+        for row, (text, output, prepared) in enumerate(zip(texts, outputs, pages, strict=True)):
             if tail := text.finish():
                 ordered.delta(first + row, tail)
+            width, height = prepared.size or (None, None)
             page = PageResult(
                 index=first + row,
                 text="".join(text.text),
                 raw_text="".join(text.raw),
+                width=width,
+                height=height,
                 finish_reason=output.finish_reason,
                 usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=len(output.token_ids)),
             )
@@ -151,7 +203,7 @@ def run_ocr(
     for page in results:
         usage.add(page.usage)
     return OcrResult(
-        text=request.page_separator.join(page.text for page in results),
+        text=separator.join(page.text for page in results),
         pages=results,
         usage=usage,
         finish_reason="length" if any(p.finish_reason == "length" for p in results) else "stop",

@@ -7,7 +7,7 @@ from typing import Literal
 import msgspec
 
 DocumentKind = Literal["pdf", "image"]
-OutputFormat = Literal["markdown", "raw"]
+OutputFormat = Literal["markdown", "raw", "layout"]
 
 DEFAULT_PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"
 

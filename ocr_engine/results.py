@@ -25,13 +25,19 @@ class Usage(msgspec.Struct, kw_only=True):
 
 
 class PageResult(msgspec.Struct, kw_only=True):
-    """One page (or the single text-only answer): the formatted text, the raw model text and why it stopped."""
+    """One page (or the single text-only answer): the formatted text, the raw model text and why it stopped.
+
+    `width` x `height` is the page image the model was given, before its own resizing: what grounding boxes
+    (0..999 bins) scale to. None for a text-only answer.
+    """
 
     index: int
     text: str
     raw_text: str
     finish_reason: FinishReason
     usage: Usage
+    width: int | None = None
+    height: int | None = None
 
 
 class OcrResult(msgspec.Struct, kw_only=True):

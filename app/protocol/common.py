@@ -32,7 +32,7 @@ class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     preset: str | None = None
     mode: str | None = None
-    output_format: Literal["markdown", "raw"] = "markdown"
+    output_format: Literal["markdown", "raw", "layout"] = "markdown"
     dpi: int | None = None
     pages: str | list[int] | None = None
     page_separator: str | None = None
