@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     write = commands.add_parser("write-checkpoint", help="write a tiny random-weight checkpoint (tests, smoke runs)")
     write.add_argument("directory", type=Path)
-    write.add_argument("--family", choices=["deepseek-ocr-2"], default="deepseek-ocr-2")
+    write.add_argument("--family", choices=["deepseek-ocr-2", "deepseek-ocr"], default="deepseek-ocr-2")
     write.add_argument("--seed", type=int, default=0)
     write.set_defaults(run=_write_checkpoint)
     return parser

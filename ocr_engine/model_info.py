@@ -54,7 +54,7 @@ def load_model_info(source: str) -> ModelInfo:
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)  # v1 configs carry auto_map
     except Exception as exc:
         raise ModelUnavailable(f"cannot load the tokenizer of {source!r} ({first_line(exc)}); {MODEL_HINT}") from exc
     return ModelInfo(

@@ -123,4 +123,79 @@ def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0) -> Path:
     return path
 
 
-CHECKPOINT_WRITERS = {"deepseek-ocr-2": write_tiny_deepseek_ocr2}
+def tiny_ocr1_config(vocab_size: int, *, max_position_embeddings: int = 4096) -> dict:
+    """A DeepSeek-OCR v1 config.json in the original format: real geometry (SAM 16 px patches over 1024 px, CLIP
+    14/224 positions), tiny widths (SAM 32, CLIP 64, decoder 64 with 2 layers: dense then MoE)."""
+    language = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "moe_intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "n_routed_experts": 4,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 2,
+        "first_k_dense_replace": 1,
+        "max_position_embeddings": max_position_embeddings,
+        "topk_method": "greedy",
+        "use_mla": False,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "architectures": ["DeepseekV2ForCausalLM"],
+    }
+    return {
+        "_name_or_path": "deepseek-ai/DeepSeek-OCR",
+        "architectures": ["DeepseekOCRForCausalLM"],
+        "model_type": "deepseek_vl_v2",
+        "language_config": language,
+        "projector_config": {
+            "input_dim": 128,
+            "model_type": "mlp_projector",
+            "n_embed": 64,
+            "projector_type": "linear",
+        },
+        "vision_config": {
+            "image_size": 1024,
+            "model_name": "deeplip_b_l",
+            "model_type": "vision",
+            "width": {
+                "clip-l-14-224": {"width": 64, "layers": 1, "heads": 2, "image_size": 224, "patch_size": 14},
+                "sam_vit_b": {
+                    "width": 32,
+                    "layers": 2,
+                    "heads": 2,
+                    "global_attn_indexes": [1],
+                    "downsample_channels": [32, 64],
+                },
+            },
+        },
+        **{k: v for k, v in language.items() if k != "architectures"},
+        "torch_dtype": "float32",
+    }
+
+
+def write_tiny_deepseek_ocr(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a random tiny DeepSeek-OCR v1 as published: original config, key names, safetensors, tokenizer."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrSpec
+    from ocr_engine.models.deepseek_ocr_weights import to_original
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    config = tiny_ocr1_config(len(tokenizer))
+    torch.manual_seed(seed)
+    model = DeepseekOcrForCausalLM(DeepseekOcrSpec.from_original(config)).eval()
+    state = {key: tensor.contiguous() for key, tensor in to_original(model.state_dict()).items()}
+    save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    tokenizer.save_pretrained(path)
+    return path
+
+
+CHECKPOINT_WRITERS = {"deepseek-ocr-2": write_tiny_deepseek_ocr2, "deepseek-ocr": write_tiny_deepseek_ocr}

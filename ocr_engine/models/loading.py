@@ -24,7 +24,9 @@ def load_adapter(source: str, *, device: str = "auto", dtype: str = "auto") -> M
 
         loader = DeepseekOcr2Adapter.load
     elif family == OCR1:
-        raise ModelUnavailable(f"{source!r} is a DeepSeek-OCR v1 checkpoint, which is not supported yet; {MODEL_HINT}")
+        from ocr_engine.models.deepseek_ocr import DeepseekOcrAdapter
+
+        loader = DeepseekOcrAdapter.load
     else:
         raise ModelUnavailable(f"{source!r} has model_type {model_type!r}, not a DeepSeek-OCR model; {MODEL_HINT}")
     try:
