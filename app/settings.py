@@ -92,7 +92,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 HELP: dict[str, str] = {
-    "model": "hub id or local directory of a DeepSeek-OCR-2 checkpoint",
+    "model": "hub id or local directory of a DeepSeek-OCR-2 or DeepSeek-OCR (v1) checkpoint",
     "served_model_name": "model id clients use (default: the value of model)",
     "redis_url": "Redis URL: the API queues jobs for `ocrserve worker` processes; unset = embedded mode",
     "api_keys": "comma-separated keys; when set, /v1/* requires `Authorization: Bearer <key>`",

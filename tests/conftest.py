@@ -72,6 +72,21 @@ def server(
 
 
 @pytest.fixture(scope="session")
+def tiny_v1_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random DeepSeek-OCR (v1) checkpoint in the original on-disk format."""
+    from ocr_engine.testing import write_tiny_deepseek_ocr
+
+    return write_tiny_deepseek_ocr(tmp_path_factory.mktemp("tiny-ocr1"))
+
+
+@pytest.fixture(scope="session")
+def v1_server(tiny_v1_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
+    """An embedded server of the v1 family (the dispatchers are the same for both families)."""
+    with running_server(tiny_v1_checkpoint, server_logs, "v1", {}) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
 def strict_server(tiny_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
     """API keys k1,k2 and the default URL policy (private addresses refused); default limits otherwise.
 
