@@ -43,6 +43,20 @@ _CORPUS = (
 )
 
 
+# The tiny DeepSeek-V2 MoE decoder both families share: 2 layers (dense, then 4 routed + 1 shared experts, top 2).
+TINY_DECODER = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "moe_intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "n_routed_experts": 4,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 2,
+}
+
+
 def build_tokenizer(vocab_size: int = 640) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with BOS 0, EOS 1, pad 2 and the OCR special tokens, like the real one."""
     tokenizer = Tokenizer(models.BPE())
@@ -87,15 +101,7 @@ def tiny_ocr2_config(
         },
         text_config={
             "vocab_size": vocab_size,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "moe_intermediate_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "n_routed_experts": 4,
-            "n_shared_experts": 1,
-            "num_experts_per_tok": 2,
+            **TINY_DECODER,
             "mlp_layer_types": ["dense", "sparse"],
             "max_position_embeddings": max_position_embeddings,
             "bos_token_id": 0,
@@ -128,15 +134,7 @@ def tiny_ocr1_config(vocab_size: int, *, max_position_embeddings: int = 4096) ->
     14/224 positions), tiny widths (SAM 32, CLIP 64, decoder 64 with 2 layers: dense then MoE)."""
     language = {
         "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "moe_intermediate_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "n_routed_experts": 4,
-        "n_shared_experts": 1,
-        "num_experts_per_tok": 2,
+        **TINY_DECODER,
         "first_k_dense_replace": 1,
         "max_position_embeddings": max_position_embeddings,
         "topk_method": "greedy",

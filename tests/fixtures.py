@@ -109,6 +109,14 @@ def file_message(data: bytes, filename: str = "doc.pdf", mime: str = "applicatio
 # ---------------------------------------------------------------- ports
 
 
+def image_prompt_tokens(http: httpx.Client, model: str, page: bytes, **ocr: str) -> int:
+    """`usage.prompt_tokens` of a one-token chat completion over one PNG page, with `ocr` options."""
+    body = {"model": model, "messages": image_message(data_url(page, "image/png")), "max_tokens": 1, "ocr": ocr}
+    reply = http.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["usage"]["prompt_tokens"]
+
+
 def free_port() -> int:
     """A port nothing listens on right now (bound to port 0 and released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
-
-from tests.fixtures import ServerHandle, data_url, image_message, page_image, png_bytes
-
-
-def prompt_tokens(http: httpx.Client, server: ServerHandle, page: bytes, **ocr: str) -> int:
-    body = {"model": server.model, "messages": image_message(data_url(page, "image/png")), "max_tokens": 1}
-    if ocr:
-        body["ocr"] = ocr
-    reply = http.post("/v1/chat/completions", json=body)
-    assert reply.status_code == 200, reply.text
-    return reply.json()["usage"]["prompt_tokens"]
+from tests.fixtures import ServerHandle, data_url, image_message, image_prompt_tokens, page_image, png_bytes
 
 
 def test_base_mode_drops_the_tiles_of_a_large_page(server: ServerHandle) -> None:
     big_page = png_bytes(page_image("A large page", size=(1200, 1600)))
     with server.client() as http:
-        tiled = prompt_tokens(http, server, big_page)
-        assert prompt_tokens(http, server, big_page, mode="gundam") == tiled
-        global_only = prompt_tokens(http, server, big_page, mode="base")
+        tiled = image_prompt_tokens(http, server.model, big_page)
+        assert image_prompt_tokens(http, server.model, big_page, mode="gundam") == tiled
+        global_only = image_prompt_tokens(http, server.model, big_page, mode="base")
     assert (tiled - global_only) % 144 == 0 and tiled - global_only >= 2 * 144  # 144 tokens per 768 px tile
 
 

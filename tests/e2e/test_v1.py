@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.fixtures import ServerHandle, data_url, image_message, page_image, png_bytes
+from tests.fixtures import ServerHandle, data_url, image_message, image_prompt_tokens, page_image, png_bytes
 
 BIG_PAGE = png_bytes(page_image("A large scanned page", size=(1400, 1000)))
 
@@ -16,16 +16,13 @@ def chat(http: httpx.Client, server: ServerHandle, **ocr: str) -> httpx.Response
     return http.post("/v1/chat/completions", json={**body, "ocr": ocr})
 
 
-def prompt_tokens(http: httpx.Client, server: ServerHandle, mode: str) -> int:
-    reply = chat(http, server, mode=mode)
-    assert reply.status_code == 200, reply.text
-    return reply.json()["usage"]["prompt_tokens"]
-
-
 def test_modes_set_the_image_token_count(v1_server: ServerHandle) -> None:
     with v1_server.client() as http:
-        counts = {mode: prompt_tokens(http, v1_server, mode) for mode in ("tiny", "small", "base", "large")}
-        gundam = prompt_tokens(http, v1_server, "gundam")
+        counts = {
+            mode: image_prompt_tokens(http, v1_server.model, BIG_PAGE, mode=mode)
+            for mode in ("tiny", "small", "base", "large")
+        }
+        gundam = image_prompt_tokens(http, v1_server.model, BIG_PAGE, mode="gundam")
     text_tokens = counts["base"] - 273  # base: 16x16 features + 16 row newlines + the view separator
     assert text_tokens > 0
     assert counts == {
