@@ -32,15 +32,16 @@ class CeleryDispatcher:
         self._celery = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
         self._status = EngineStatus(readiness=Readiness.LOADING, message="connecting to Redis")
         self._monitor: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         self._monitor = asyncio.create_task(self._watch_redis())
 
     async def close(self) -> None:
+        # An event, not cancel(): redis-py can swallow a cancellation that lands inside one of its calls.
+        self._stopping.set()
         if self._monitor:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+            await self._monitor
         await self._reader.close()
         self._store.client.close()
 
@@ -95,15 +96,16 @@ class CeleryDispatcher:
 
     async def _watch_redis(self) -> None:
         """Readiness follows Redis: a worker-less queue still accepts jobs, an unreachable Redis does not."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 client = self._reader.client
-                await client.ping()
+                await asyncio.wait_for(client.ping(), 3.0)
                 queued = await client.llen(INTERACTIVE_QUEUE) + await client.llen(BACKGROUND_QUEUE)
                 self._status = EngineStatus(readiness=Readiness.READY, message="ready", queued=queued)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, TimeoutError) as exc:
                 message = f"cannot reach Redis at {self._where} (OCRSERVE_REDIS_URL): {exc}"
                 if self._status.message != message:
                     log.warning(message)
                 self._status = EngineStatus(readiness=Readiness.FAILED, message=message)
-            await asyncio.sleep(2.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 2.0)
