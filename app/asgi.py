@@ -10,11 +10,13 @@ import httpx
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
+from app.logging_setup import request_ids
 from app.metrics import Metrics, count_requests
 from app.routes.openai import openai_router
 from app.routes.responses import responses_router
@@ -78,7 +80,11 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         route_handlers=[openai_router, responses_router, openapi_json, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[count_requests],
+        middleware=[request_ids, count_requests],
+        # the process's logging is set up by `ocrserve` (workers.logs): Litestar's own records go to the root logger
+        logging_config=LoggingConfig(
+            configure_root_logger=False, loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}}
+        ),
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

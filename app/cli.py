@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from app.settings import add_settings_flags, apply_flags, settings_from_env
 from ocr_engine.errors import OcrError
+from workers.logs import setup_logging
 
 _ENGINE_SETTINGS = (
     "model",
@@ -23,7 +23,7 @@ _ENGINE_SETTINGS = (
     "ngram_size",
     "ngram_window",
 )
-_WORKER_SETTINGS = ("redis_url", "job_retention", "job_time_limit", "redelivery_timeout", "log_level")
+_WORKER_SETTINGS = ("redis_url", "job_retention", "job_time_limit", "redelivery_timeout", "log_level", "log_format")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -32,9 +32,15 @@ def _serve(args: argparse.Namespace) -> None:
     from app.asgi import create_app
 
     settings = apply_flags(settings_from_env(), args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace,
+    )
 
 
 def _ocr(args: argparse.Namespace) -> None:
@@ -82,13 +88,15 @@ def _ocr(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from workers.celery_worker import run_worker
+    from workers.celery_worker import check_redis, run_worker
     from workers.model_host import build_ocr
 
     settings = apply_flags(settings_from_env(), args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         sys.exit("ocrserve worker needs OCRSERVE_REDIS_URL (--redis-url)")
+    if problem := check_redis(settings.redis_url):
+        sys.exit(f"ocrserve worker: {problem}")  # before loading the model, and not Celery's endless retries
     run_worker(
         settings.redis_url,
         settings.engine_options,

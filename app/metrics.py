@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 from litestar import Litestar
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ocr_engine.results import Usage
+from ocr_engine.results import OcrResult, Usage
 
 
 class Metrics:
@@ -30,6 +33,22 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge("ocrserve_queue_depth", "Jobs waiting for the engine", registry=self.registry)
+        self.jobs = Counter(
+            "ocrserve_jobs",
+            "Jobs by terminal status (completed, failed, cancelled), counted when the API first sees the end",
+            ["status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "ocrserve_request_seconds",
+            "HTTP request duration by route template (a stream lasts until its last byte)",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+        # job ids already counted: a job can be seen ending by several readers (a poll, then a stream replay)
+        self._counted: OrderedDict[str, None] = OrderedDict()
+        self._max_counted = 10_000
 
     def record_result(self, pages: int, usage: Usage, seconds: float) -> None:
         self.pages.inc(pages)
@@ -37,19 +56,34 @@ class Metrics:
         self.completion_tokens.inc(usage.completion_tokens)
         self.latency.observe(seconds)
 
+    def record_job_end(
+        self, job_id: str, status: str, *, created_at: float, finished_at: float | None, result: OcrResult | None
+    ) -> bool:
+        """Count a job's end once per job id (pages, tokens and latency too when it completed); False if seen."""
+        if job_id in self._counted:
+            return False
+        self._counted[job_id] = None
+        while len(self._counted) > self._max_counted:
+            self._counted.popitem(last=False)
+        self.jobs.labels(status).inc()
+        if result is not None:
+            self.record_result(len(result.pages), result.usage, (finished_at or time.time()) - created_at)
+        return True
+
     def render(self, queued: int) -> bytes:
         self.queue_depth.set(queued)
         return generate_latest(self.registry)
 
 
 def count_requests(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware counting each HTTP request by its route template and response status."""
+    """ASGI middleware counting each HTTP request by its route template and response status, and timing it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         status = 500
+        started = time.perf_counter()
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -62,6 +96,8 @@ def count_requests(app: ASGIApp) -> ASGIApp:
         finally:
             context = getattr(Litestar.from_scope(scope).state, "context", None)
             if context is not None:
-                context.metrics.requests.labels(scope.get("path_template", "unmatched"), str(status)).inc()
+                route = scope.get("path_template", "unmatched")
+                context.metrics.requests.labels(route, str(status)).inc()
+                context.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
 
     return middleware

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -47,7 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redelivery_timeout: int = 3900
     ngram_size: int = 30
     ngram_window: int = 90
+    shutdown_grace: int = 30
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def model_name(self) -> str:
@@ -121,7 +123,9 @@ HELP: dict[str, str] = {
     ),
     "ngram_size": "repetition guard: n-gram length that may not repeat",
     "ngram_window": "repetition guard: window of recent tokens searched for repeats",
+    "shutdown_grace": "seconds `ocrserve serve` lets in-flight requests finish after SIGTERM before it exits",
     "log_level": "debug, info, warning or error",
+    "log_format": "text (for people) or json (one JSON object per line, with request_id and job_id)",
 }
 
 

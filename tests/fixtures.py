@@ -215,11 +215,15 @@ def running_worker(
 
 
 @contextmanager
-def running_redis(directory: Path) -> Iterator[str]:
-    """A private `redis-server` on a free port, keeping nothing on disk; yields its URL."""
-    port = free_port()
+def running_redis(directory: Path, *, appendonly: bool = False, port: int | None = None) -> Iterator[str]:
+    """A private `redis-server` on a free port (or `port`), keeping nothing on disk; yields its URL.
+
+    With `appendonly`, every write is fsynced to an append-only file in `directory` (`--appendfsync always`), so
+    a redis-server started again on the same directory has all of it back."""
+    port = port or free_port()
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
         cwd=directory,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

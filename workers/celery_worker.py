@@ -5,12 +5,14 @@ The task is a thin shim over `execute`, a plain function that tests call directl
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -58,7 +60,24 @@ def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float
         os._exit(70)
 
     with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
-        run_job(job_id, request, ocr, lambda event: store.append(job_id, event), cancelled)
+        emit = functools.partial(store.append, job_id)
+        run_job(job_id, request, ocr, emit, cancelled, request_id=record.meta.get("request_id"))
+
+
+def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:
+    """One PING with a short timeout; a sentence naming OCRSERVE_REDIS_URL when Redis cannot be reached."""
+    import redis
+
+    shown = urlsplit(redis_url)._replace(netloc=urlsplit(redis_url).netloc.rpartition("@")[2]).geturl()
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        return f"cannot reach Redis at {shown} (OCRSERVE_REDIS_URL): {exc}"
+    return None
 
 
 def warm_up(ocr: OcrFunction) -> None:

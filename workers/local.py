@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -164,7 +165,9 @@ class LocalDispatcher:
                 continue
             self._running = job_id
             try:
-                run_job(job_id, job.request, ocr, lambda event, job=job: self._emit(job, event), job.cancel.is_set)
+                emit = functools.partial(self._emit, job)
+                request_id = job.record.meta.get("request_id")
+                run_job(job_id, job.request, ocr, emit, job.cancel.is_set, request_id=request_id)
             finally:
                 job.request = None
                 self._running = None

@@ -22,6 +22,7 @@ from workers.events import (
     PageFinished,
     TextDelta,
 )
+from workers.logs import log_context
 
 log = logging.getLogger(__name__)
 OcrFunction = Callable[[OcrRequest, OcrListener], OcrResult]
@@ -65,8 +66,23 @@ def run_job(
     ocr: OcrFunction,
     emit: Callable[[JobEvent], None],
     cancelled: Callable[[], bool],
+    *,
+    request_id: str | None = None,
 ) -> None:
-    """Emit started → deltas/pages → exactly one terminal event. Never raises."""
+    """Emit started → deltas/pages → exactly one terminal event. Never raises. Records logged meanwhile carry
+    the job id and `request_id` (the API request that submitted the job)."""
+    with log_context(request_id=request_id, job_id=job_id):
+        _run(job_id, request, ocr, emit, cancelled, request_id)
+
+
+def _run(
+    job_id: str,
+    request: OcrRequest,
+    ocr: OcrFunction,
+    emit: Callable[[JobEvent], None],
+    cancelled: Callable[[], bool],
+    request_id: str | None,
+) -> None:
     started = time.perf_counter()
     try:
         if cancelled():
@@ -74,15 +90,19 @@ def run_job(
         emit(JobStarted(pages_total=max(request.page_total, 1)))
         result = ocr(request, _EventListener(emit, cancelled))
     except JobCancelled:
+        log.info("job %s (request %s): cancelled", job_id, request_id or "-")
         emit(JobCancelledEvent())
     except Exception as exc:
-        if not isinstance(exc, OcrError):
-            log.exception("job %s failed", job_id)
+        if isinstance(exc, OcrError):
+            log.info("job %s (request %s): failed: %s", job_id, request_id or "-", exc.message)
+        else:
+            log.exception("job %s (request %s) failed", job_id, request_id or "-")
         emit(JobFailed(error=error_of(exc)))
     else:
         log.info(
-            "job %s: %d pages, %d prompt + %d completion tokens in %.2fs",
+            "job %s (request %s): %d pages, %d prompt + %d completion tokens in %.2fs",
             job_id,
+            request_id or "-",
             len(result.pages),
             result.usage.prompt_tokens,
             result.usage.completion_tokens,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +10,7 @@ import anyio
 
 from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
+from app.logging_setup import current_request_id
 from app.protocol.chat import ChatMessage
 from app.protocol.common import OcrOptions, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
@@ -19,7 +20,9 @@ from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParam
 from ocr_engine.results import OcrResult
 from workers.dispatch import Readiness
 from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
-from workers.jobs import JobRecord
+from workers.jobs import JobRecord, JobState
+
+log = logging.getLogger(__name__)
 
 
 def check_model(ctx: AppContext, model: str | None) -> None:
@@ -102,7 +105,42 @@ async def submit(
     status = ctx.dispatcher.status()
     if status.readiness is Readiness.FAILED:
         raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
-    return await ctx.dispatcher.submit(request, background=background, meta=meta)
+    if request_id := current_request_id():  # the worker logs its job lines with the request's id
+        meta = {**(meta or {}), "request_id": request_id}
+    record = await ctx.dispatcher.submit(request, background=background, meta=meta)
+    log.info("job %s queued: %d pages%s", record.id, record.pages_total, " (background)" if background else "")
+    return record
+
+
+_STATUS_OF_EVENT = {JobCompleted: "completed", JobFailed: "failed", JobCancelled: "cancelled"}
+
+
+def observe_end(ctx: AppContext, record: JobRecord, event: JobEvent | None = None) -> None:
+    """Count a job's end in the metrics, from its terminal event or its (terminal) record; once per job."""
+    status = _STATUS_OF_EVENT.get(type(event)) if event is not None else None
+    if status is None and record.state.terminal:
+        status = record.state.value
+    if status is None:
+        return
+    result = event.result if isinstance(event, JobCompleted) else record.result
+    if status != JobState.COMPLETED.value:
+        result = None
+    ctx.metrics.record_job_end(
+        record.id, status, created_at=record.created_at, finished_at=record.finished_at, result=result
+    )
+
+
+async def observed(ctx: AppContext, record: JobRecord, source: AsyncIterator[JobEvent]) -> AsyncIterator[JobEvent]:
+    """`source` as is, counting the job's end when its terminal event passes (streams of background jobs)."""
+    try:
+        async for event in source:
+            observe_end(ctx, record, event)
+            yield event
+    finally:
+        close = getattr(source, "aclose", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await close()
 
 
 async def collect(ctx: AppContext, record: JobRecord) -> OcrResult:
@@ -110,11 +148,13 @@ async def collect(ctx: AppContext, record: JobRecord) -> OcrResult:
     async for event in ctx.dispatcher.events(record.id):
         match event:
             case JobCompleted(result=result):
-                ctx.metrics.record_result(len(result.pages), result.usage, time.time() - record.created_at)
+                observe_end(ctx, record, event)
                 return result
             case JobFailed(error=error):
+                observe_end(ctx, record, event)
                 raise api_error_of_job(error)
             case JobCancelled():
+                observe_end(ctx, record, event)
                 raise ApiError(400, "the job was cancelled", code="cancelled")
     raise ApiError(500, "the job ended without a result", type="server_error", code="internal_error")
 
@@ -124,9 +164,7 @@ async def follow(ctx: AppContext, record: JobRecord) -> AsyncIterator[JobEvent]:
     finished = False
     try:
         async for event in ctx.dispatcher.events(record.id):
-            if isinstance(event, JobCompleted):
-                result = event.result
-                ctx.metrics.record_result(len(result.pages), result.usage, time.time() - record.created_at)
+            observe_end(ctx, record, event)
             finished = isinstance(event, JobCompleted | JobFailed | JobCancelled)
             yield event
     finally:

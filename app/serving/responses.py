@@ -211,6 +211,7 @@ async def _text_of_finished_job(ctx: AppContext, record: JobRecord) -> tuple[boo
 
 async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
     """The response object as the record says now."""
+    jobs.observe_end(ctx, record)  # a background job nobody collected is counted when a poll first sees its end
     progress = {"pages_done": record.pages_done, "pages_total": record.pages_total}
     match record.state:
         case JobState.QUEUED:
@@ -353,7 +354,10 @@ async def create_response(ctx: AppContext, body: ResponseCreateRequest) -> Respo
     record = await _submit(ctx, body)
     if body.stream:
         # a client that leaves a foreground stream cancels its job; a background job runs on
-        source = ctx.dispatcher.events(record.id) if body.background else jobs.follow(ctx, record)
+        if body.background:
+            source = jobs.observed(ctx, record, ctx.dispatcher.events(record.id))
+        else:
+            source = jobs.follow(ctx, record)
         return EventStream(_stream(ctx, record, source, forget=not body.store))
     if body.background:
         return await current(ctx, await ctx.dispatcher.get(record.id) or record)
@@ -371,7 +375,8 @@ async def retrieve_response(
 ) -> ResponseObject | EventStream:
     record = await find(ctx, response_id)
     if stream:
-        return EventStream(_stream(ctx, record, ctx.dispatcher.events(record.id), starting_after))
+        source = jobs.observed(ctx, record, ctx.dispatcher.events(record.id))
+        return EventStream(_stream(ctx, record, source, starting_after))
     return await current(ctx, record)
 
 
