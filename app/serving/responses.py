@@ -395,9 +395,10 @@ async def cancel_response(ctx: AppContext, response_id: str) -> ResponseObject:
     if not record.background:
         raise ApiError(400, "only a background response can be cancelled", code="invalid_request", param="response_id")
     if record.state.terminal:
+        status = (await current(ctx, record)).status  # the response's word for it (incomplete, not completed)
         raise ApiError(
             400,
-            f"the response is already {record.state.value}: only a queued or in-progress response can be cancelled",
+            f"the response is already {status}: only a queued or in-progress response can be cancelled",
             code="invalid_request",
             param="response_id",
         )

@@ -368,3 +368,15 @@ def test_litellm_get_cancel_delete(client: openai.OpenAI, server: ServerHandle, 
             await litellm.aget_responses(response_id=created.id, **options)
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE_S))
+
+
+def test_cancelling_a_finished_response_names_its_status(
+    client: openai.OpenAI, server: ServerHandle, png: bytes
+) -> None:
+    created = client.responses.create(model=server.model, input=image_input(png), max_output_tokens=1, background=True)
+    finished = wait_until_done(client, created.id)
+    assert finished.status == "incomplete"  # one token: the page stopped at max_output_tokens
+    with server.client() as http:
+        reply = http.post(f"/v1/responses/{created.id}/cancel")
+    assert reply.status_code == 400
+    assert "already incomplete" in reply.json()["error"]["message"]
