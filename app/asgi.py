@@ -13,6 +13,8 @@ from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
@@ -25,6 +27,8 @@ from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
 from ocr_engine.modes import resolve_mode
 from workers.dispatch import Dispatcher
+
+DOCS_ASSETS = "/docs/assets"
 
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
@@ -76,8 +80,17 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             finally:
                 await dispatcher.close()
 
+    # Swagger UI from a packaged copy, not a CDN: on-prem installs are often offline.
+    swagger = SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon="",
+    )
+    docs_assets = create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path], name="docs-assets")
     return Litestar(
-        route_handlers=[openai_router, responses_router, openapi_json, *system_routes],
+        route_handlers=[openai_router, responses_router, openapi_json, docs_assets, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_ids, count_requests],
@@ -91,6 +104,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             title="ocrserve",
             version=package_version(),
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[swagger],
         ),
     )

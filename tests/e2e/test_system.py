@@ -152,6 +152,9 @@ def test_openapi_and_docs(http: httpx.Client) -> None:
     assert docs.status_code == 200
     assert docs.headers["content-type"].startswith("text/html")
     assert "<html" in docs.text.lower()
+    assert "cdn" not in docs.text.lower(), "the docs page must work offline"
+    script = http.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
 
 
 def test_unknown_route_and_method_use_the_envelope(http: httpx.Client) -> None:
