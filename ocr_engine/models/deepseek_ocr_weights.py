@@ -14,31 +14,31 @@ import torch
 from safetensors.torch import load_file
 
 SAM = "model.sam_model."
-# (original, ours) for the part of a SAM key after `model.sam_model.`.
-SAM_RENAMES = (
-    (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.layer_norm1."),
-    (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.layer_norm2."),
-    (r"^blocks\.", "layers."),
-    (r"^patch_embed\.proj\.", "patch_embed.projection."),
-    (r"^neck\.0\.", "neck.conv1."),
-    (r"^neck\.1\.", "neck.layer_norm1."),
-    (r"^neck\.2\.", "neck.conv2."),
-    (r"^neck\.3\.", "neck.layer_norm2."),
-    (r"^net_2\.", "proj.conv1."),
-    (r"^net_3\.", "proj.conv2."),
+# (original, ours) prefixes of a SAM key after `model.sam_model.`, most specific first; `{n}` is a block number.
+# One table, read in both directions.
+SAM_NAMES = (
+    ("blocks.{n}.norm1.", "layers.{n}.layer_norm1."),
+    ("blocks.{n}.norm2.", "layers.{n}.layer_norm2."),
+    ("blocks.", "layers."),
+    ("patch_embed.proj.", "patch_embed.projection."),
+    ("neck.0.", "neck.conv1."),
+    ("neck.1.", "neck.layer_norm1."),
+    ("neck.2.", "neck.conv2."),
+    ("neck.3.", "neck.layer_norm2."),
+    ("net_2.", "proj.conv1."),
+    ("net_3.", "proj.conv2."),
 )
-SAM_ORIGINAL_NAMES = (
-    (r"^layers\.(\d+)\.layer_norm1\.", r"blocks.\1.norm1."),
-    (r"^layers\.(\d+)\.layer_norm2\.", r"blocks.\1.norm2."),
-    (r"^layers\.", "blocks."),
-    (r"^patch_embed\.projection\.", "patch_embed.proj."),
-    (r"^neck\.conv1\.", "neck.0."),
-    (r"^neck\.layer_norm1\.", "neck.1."),
-    (r"^neck\.conv2\.", "neck.2."),
-    (r"^neck\.layer_norm2\.", "neck.3."),
-    (r"^proj\.conv1\.", "net_2."),
-    (r"^proj\.conv2\.", "net_3."),
-)
+
+
+def _rules(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """(regex, replacement) rules that rewrite the first prefix of each pair into the second."""
+    return tuple(
+        ("^" + re.escape(source).replace(r"\{n\}", r"(\d+)"), target.replace("{n}", r"\1")) for source, target in pairs
+    )
+
+
+SAM_RENAMES = _rules(SAM_NAMES)
+SAM_ORIGINAL_NAMES = _rules(tuple((ours, original) for original, ours in SAM_NAMES))
 EXPERT = re.compile(r"^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$")
 
 
