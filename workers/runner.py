@@ -72,40 +72,29 @@ def run_job(
     """Emit started → deltas/pages → exactly one terminal event. Never raises. Records logged meanwhile carry
     the job id and `request_id` (the API request that submitted the job)."""
     with log_context(request_id=request_id, job_id=job_id):
-        _run(job_id, request, ocr, emit, cancelled, request_id)
-
-
-def _run(
-    job_id: str,
-    request: OcrRequest,
-    ocr: OcrFunction,
-    emit: Callable[[JobEvent], None],
-    cancelled: Callable[[], bool],
-    request_id: str | None,
-) -> None:
-    started = time.perf_counter()
-    try:
-        if cancelled():
-            raise JobCancelled("the job was cancelled before it started")
-        emit(JobStarted(pages_total=max(request.page_total, 1)))
-        result = ocr(request, _EventListener(emit, cancelled))
-    except JobCancelled:
-        log.info("job %s (request %s): cancelled", job_id, request_id or "-")
-        emit(JobCancelledEvent())
-    except Exception as exc:
-        if isinstance(exc, OcrError):
-            log.info("job %s (request %s): failed: %s", job_id, request_id or "-", exc.message)
+        started = time.perf_counter()
+        try:
+            if cancelled():
+                raise JobCancelled("the job was cancelled before it started")
+            emit(JobStarted(pages_total=max(request.page_total, 1)))
+            result = ocr(request, _EventListener(emit, cancelled))
+        except JobCancelled:
+            log.info("job %s (request %s): cancelled", job_id, request_id or "-")
+            emit(JobCancelledEvent())
+        except Exception as exc:
+            if isinstance(exc, OcrError):
+                log.info("job %s (request %s): failed: %s", job_id, request_id or "-", exc.message)
+            else:
+                log.exception("job %s (request %s) failed", job_id, request_id or "-")
+            emit(JobFailed(error=error_of(exc)))
         else:
-            log.exception("job %s (request %s) failed", job_id, request_id or "-")
-        emit(JobFailed(error=error_of(exc)))
-    else:
-        log.info(
-            "job %s (request %s): %d pages, %d prompt + %d completion tokens in %.2fs",
-            job_id,
-            request_id or "-",
-            len(result.pages),
-            result.usage.prompt_tokens,
-            result.usage.completion_tokens,
-            time.perf_counter() - started,
-        )
-        emit(JobCompleted(result=result))
+            log.info(
+                "job %s (request %s): %d pages, %d prompt + %d completion tokens in %.2fs",
+                job_id,
+                request_id or "-",
+                len(result.pages),
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+                time.perf_counter() - started,
+            )
+            emit(JobCompleted(result=result))

@@ -146,15 +146,13 @@ async def observed(ctx: AppContext, record: JobRecord, source: AsyncIterator[Job
 async def collect(ctx: AppContext, record: JobRecord) -> OcrResult:
     """Wait for a job's result; a failed job becomes the matching HTTP error."""
     async for event in ctx.dispatcher.events(record.id):
+        observe_end(ctx, record, event)
         match event:
             case JobCompleted(result=result):
-                observe_end(ctx, record, event)
                 return result
             case JobFailed(error=error):
-                observe_end(ctx, record, event)
                 raise api_error_of_job(error)
             case JobCancelled():
-                observe_end(ctx, record, event)
                 raise ApiError(400, "the job was cancelled", code="cancelled")
     raise ApiError(500, "the job ended without a result", type="server_error", code="internal_error")
 
