@@ -23,7 +23,16 @@ _ENGINE_SETTINGS = (
     "ngram_size",
     "ngram_window",
 )
-_WORKER_SETTINGS = ("redis_url", "job_retention", "job_time_limit", "redelivery_timeout", "log_level", "log_format")
+_WORKER_SETTINGS = (
+    "redis_url",
+    "job_retention",
+    "job_time_limit",
+    "redelivery_timeout",
+    "heartbeat_interval",
+    "worker_timeout",
+    "log_level",
+    "log_format",
+)
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     served_model_name: str | None = None
     redis_url: str | None = None
     api_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "auto"
@@ -48,6 +49,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ngram_size: int = 30
     ngram_window: int = 90
     shutdown_grace: int = 30
+    heartbeat_interval: float = 5.0
+    worker_timeout: float = 30.0
+    switch_timeout: float = 300.0
+    rate_limit_rpm: int = 0
+    max_concurrent_jobs: int = 0
+    max_queued_pages: int = 10_000
+    max_queued_interactive_pages: int = 1_000
+    max_image_tokens: int = 1_000_000
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -98,6 +107,7 @@ HELP: dict[str, str] = {
     "served_model_name": "model id clients use (default: the value of model)",
     "redis_url": "Redis URL: the API queues jobs for `ocrserve worker` processes; unset = embedded mode",
     "api_keys": "comma-separated keys; when set, /v1/* requires `Authorization: Bearer <key>`",
+    "admin_keys": "comma-separated keys for /v1/devices/*; when api_keys is set, those endpoints require one of them",
     "host": "address the HTTP server binds",
     "port": "port the HTTP server listens on",
     "device": "auto (CUDA if available, else CPU), cpu, cuda or cuda:N",
@@ -124,6 +134,16 @@ HELP: dict[str, str] = {
     "ngram_size": "repetition guard: n-gram length that may not repeat",
     "ngram_window": "repetition guard: window of recent tokens searched for repeats",
     "shutdown_grace": "seconds `ocrserve serve` lets in-flight requests finish after SIGTERM before it exits",
+    "heartbeat_interval": "seconds between a worker's heartbeats to the job store (the registry of /v1/devices/status)",
+    "worker_timeout": "seconds without a heartbeat before a worker is shown as lost and its running job is requeued",
+    "switch_timeout": "seconds POST /v1/devices/switch waits for each worker to move its model",
+    "rate_limit_rpm": "requests per minute per API key (POST chat, completions, responses); 0 = no limit",
+    "max_concurrent_jobs": "jobs queued or running at once per API key; 0 = no limit",
+    "max_queued_pages": "pages waiting in the background queue beyond which new background jobs get a 503",
+    "max_queued_interactive_pages": (
+        "pages waiting in the interactive queue beyond which new chat/completion requests get a 503"
+    ),
+    "max_image_tokens": "most vision tokens per request (all pages together), checked before the job is queued",
     "log_level": "debug, info, warning or error",
     "log_format": "text (for people) or json (one JSON object per line, with request_id and job_id)",
 }

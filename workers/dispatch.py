@@ -11,6 +11,7 @@ import msgspec
 from ocr_engine.request import OcrRequest
 from workers.events import JobEvent
 from workers.jobs import JobRecord
+from workers.registry import SwitchResult, WorkerInfo
 
 
 class Readiness(StrEnum):
@@ -54,4 +55,14 @@ class Dispatcher(Protocol):
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Ask a job to stop: a queued job is cancelled at once, a running one between decode steps."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The registry: every worker that sent a heartbeat recently, lost ones marked `lost`."""
+        ...
+
+    async def switch_device(self, device: str, worker_id: str | None = None) -> list[SwitchResult]:
+        """Move the model of one worker (or every live one) to `device` (`cpu`, `gpu:N` or `auto`) after its
+        current batch; jobs keep running (they wait for the move). Raises InvalidInput for an unknown worker or
+        a device that none of the targeted workers has."""
         ...
