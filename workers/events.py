@@ -24,6 +24,19 @@ class JobStarted(JobEvent, tag="started"):
     pages_total: int
 
 
+class JobClaimed(JobEvent, tag="claimed"):
+    """A worker took the job (a job whose worker was lost is claimed again by the next one)."""
+
+    worker: str
+
+
+class JobRequeued(JobEvent, tag="requeued"):
+    """The job's worker was lost: the job waits in the queue again and restarts from its first page."""
+
+    worker: str
+    reason: str
+
+
 class TextDelta(JobEvent, tag="delta"):
     page: int
     text: str
@@ -48,5 +61,5 @@ class JobCancelled(JobEvent, tag="cancelled"):
     pass
 
 
-AnyEvent = JobStarted | TextDelta | PageFinished | JobCompleted | JobFailed | JobCancelled
+AnyEvent = JobStarted | JobClaimed | JobRequeued | TextDelta | PageFinished | JobCompleted | JobFailed | JobCancelled
 TERMINAL_EVENTS = (JobCompleted, JobFailed, JobCancelled)

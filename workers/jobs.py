@@ -12,10 +12,12 @@ import msgspec
 from ocr_engine.results import OcrResult
 from workers.events import (
     JobCancelled,
+    JobClaimed,
     JobCompleted,
     JobError,
     JobEvent,
     JobFailed,
+    JobRequeued,
     JobStarted,
     PageFinished,
 )
@@ -43,6 +45,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     result: OcrResult | None = None
     error: JobError | None = None
     background: bool = False
+    worker: str | None = None  # the worker that claimed the job (Celery mode)
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @classmethod
@@ -55,6 +58,10 @@ class JobRecord(msgspec.Struct, kw_only=True):
         if self.state.terminal:
             return
         match event:
+            case JobClaimed(worker=worker):
+                self.worker = worker
+            case JobRequeued():
+                self.state, self.worker, self.pages_done = JobState.QUEUED, None, 0
             case JobStarted(pages_total=total):
                 self.state, self.pages_total = JobState.RUNNING, total
             case PageFinished(pages_done=done):

@@ -7,14 +7,14 @@ Text deltas do not change the record and are appended without a transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import redis
 import redis.asyncio as aioredis
 
 from ocr_engine.request import OcrRequest
-from workers.events import TERMINAL_EVENTS, AnyEvent, JobEvent, TextDelta
+from workers.events import TERMINAL_EVENTS, AnyEvent, JobClaimed, JobEvent, JobRequeued, TextDelta
 from workers.jobs import JobRecord
 
 PREFIX = "ocrserve:job:"
@@ -77,16 +77,37 @@ class JobStore:
                 pipe.expire(events_key(job_id), self.ttl)
                 pipe.execute()
             return True
+        return self._transition(job_id, event) is not None
+
+    def claim(self, job_id: str, worker_id: str, is_alive: Callable[[str], bool]) -> JobRecord | None:
+        """Take the job for `worker_id`. None when it is gone, finished, or claimed by another worker that is
+        still alive (a message redelivered while the job runs elsewhere must not start it twice)."""
+
+        def free(record: JobRecord) -> bool:
+            return record.worker in (None, worker_id) or not is_alive(record.worker)
+
+        return self._transition(job_id, JobClaimed(worker=worker_id), when=free)
+
+    def requeue(self, job_id: str, lost_worker: str, reason: str) -> JobRecord | None:
+        """Put a job of a lost worker back in the queued state (None when it finished or moved on meanwhile)."""
+        event = JobRequeued(worker=lost_worker, reason=reason)
+        return self._transition(job_id, event, when=lambda record: record.worker == lost_worker)
+
+    def _transition(
+        self, job_id: str, event: JobEvent, when: Callable[[JobRecord], bool] | None = None
+    ) -> JobRecord | None:
+        """Apply `event` to the record and add it to the stream, atomically; None (nothing written) when the job
+        is gone, terminal, or `when` refuses. Retries when another writer changed the record meanwhile."""
         with self.client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(record_key(job_id))
                     raw = pipe.get(record_key(job_id))
                     if raw is None:
-                        return False
+                        return None
                     record = _record_decoder.decode(raw)
-                    if record.state.terminal:
-                        return False
+                    if record.state.terminal or (when is not None and not when(record)):
+                        return None
                     record.apply(event)
                     pipe.multi()
                     pipe.set(record_key(job_id), _encoder.encode(record), keepttl=True)
@@ -95,7 +116,7 @@ class JobStore:
                     if isinstance(event, TERMINAL_EVENTS):
                         pipe.delete(request_key(job_id))
                     pipe.execute()
-                    return True
+                    return record
                 except redis.WatchError:
                     continue
 
