@@ -20,6 +20,7 @@ from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
 from app.logging_setup import request_ids
 from app.metrics import Metrics, count_requests
+from app.routes.devices import devices_router
 from app.routes.openai import openai_router
 from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
@@ -37,14 +38,18 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         from workers.celery_dispatch import CeleryDispatcher
 
         return CeleryDispatcher(
-            settings.redis_url, retention=settings.job_retention, redelivery_timeout=settings.redelivery_timeout
+            settings.redis_url,
+            retention=settings.job_retention,
+            redelivery_timeout=settings.redelivery_timeout,
+            worker_timeout=settings.worker_timeout,
+            switch_timeout=settings.switch_timeout,
         )
     from workers.local import LocalDispatcher
-    from workers.model_host import build_ocr
+    from workers.model_host import ModelHost
 
     options = settings.engine_options
     # The model loads on the worker thread, so /health answers 503 while the weights load.
-    return LocalDispatcher(lambda: build_ocr(options))
+    return LocalDispatcher(lambda: ModelHost(options), model=settings.model)
 
 
 def _provide_context(state: State) -> AppContext:
@@ -90,7 +95,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     )
     docs_assets = create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path], name="docs-assets")
     return Litestar(
-        route_handlers=[openai_router, responses_router, openapi_json, docs_assets, *system_routes],
+        route_handlers=[openai_router, responses_router, devices_router, openapi_json, docs_assets, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_ids, count_requests],

@@ -61,11 +61,11 @@ def _ocr(args: argparse.Namespace) -> None:
     from ocr_engine.prompts import resolve_instruction
     from ocr_engine.request import OcrRequest, SamplingParams
     from ocr_engine.results import PageResult
-    from workers.model_host import build_ocr
+    from workers.model_host import ModelHost
 
     settings = apply_flags(settings_from_env(), args)
     limits = settings.document_limits
-    ocr = build_ocr(settings.engine_options)
+    ocr = ModelHost(settings.engine_options)
     instruction = resolve_instruction(args.prompt, args.preset)
     for file in args.files:
         document = load_document(file.read_bytes(), name=file.name, pages=args.pages, limits=limits)
@@ -98,7 +98,6 @@ def _ocr(args: argparse.Namespace) -> None:
 
 def _worker(args: argparse.Namespace) -> None:
     from workers.celery_worker import check_redis, run_worker
-    from workers.model_host import build_ocr
 
     settings = apply_flags(settings_from_env(), args)
     setup_logging(settings.log_level, settings.log_format)
@@ -112,7 +111,8 @@ def _worker(args: argparse.Namespace) -> None:
         retention=settings.job_retention,
         time_limit=settings.job_time_limit,
         redelivery_timeout=settings.redelivery_timeout,
-        build=build_ocr,
+        heartbeat_interval=settings.heartbeat_interval,
+        worker_timeout=settings.worker_timeout,
         log_level=settings.log_level,
     )
 

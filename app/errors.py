@@ -10,7 +10,13 @@ import re
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, SerializationException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.protocol.errors import ErrorBody, ErrorResponse
@@ -103,6 +109,8 @@ def _handle_http(_: Request, exc: HTTPException) -> Response:
 
 def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if isinstance(exc, PermissionDeniedException):
+        return error_response(403, exc.detail, "invalid_request_error", "insufficient_permissions")
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "server_error", "internal_error")
 
 

@@ -2,7 +2,7 @@
 
 Writes a tiny random checkpoint (or uses `--model`), then measures the same short text-only prompt two ways:
 
-  direct: `build_ocr(...)` in this process, then `ocr(OcrRequest(...), OcrListener())`;
+  direct: `ModelHost(...)` in this process, then `ocr(OcrRequest(...), OcrListener())`;
   HTTP:   the real server (`ocrserve serve`, embedded mode) as a subprocess on a free port, and
           `POST /v1/completions` through one keep-alive httpx client (same max_tokens, temperature 0).
 
@@ -33,7 +33,7 @@ from common import median_ms, tiny_checkpoint, verdict
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest, SamplingParams
 from workers.engine_options import EngineOptions
-from workers.model_host import build_ocr
+from workers.model_host import ModelHost
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures import running_server
@@ -57,7 +57,7 @@ def main() -> None:
 
     with ExitStack() as stack:
         model = args.model or stack.enter_context(tiny_checkpoint())
-        ocr = build_ocr(EngineOptions(model=model, device="cpu"))
+        ocr = ModelHost(EngineOptions(model=model, device="cpu"))
         request = OcrRequest(prompt=PROMPT, sampling=SamplingParams(max_tokens=args.max_tokens), output_format="raw")
         body = {"model": model, "prompt": PROMPT, "max_tokens": args.max_tokens, "temperature": 0}
 

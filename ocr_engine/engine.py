@@ -7,6 +7,7 @@ generated tokens only.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,10 @@ class OcrEngine:
         exempt = [vocab[token] for token in REPETITION_EXEMPT_TOKENS if token in vocab]
         self.guard = NoRepeatNGramGuard(ngram_size=ngram_size, window_size=window_size, exempt_token_ids=exempt)
         self.window_size = window_size
+        # Held for a whole batch: moving the model to another device waits for the batch in flight. A move
+        # holds the turnstile while it waits, so the next batch queues behind it instead of overtaking it.
+        self._device_lock = threading.Lock()
+        self._turnstile = threading.Lock()
 
     def row_budget(self, prompt_tokens: int, params: SamplingParams) -> int:
         """How many tokens a sequence may generate: `max_tokens`, capped by what is left of the model length."""
@@ -61,7 +66,21 @@ class OcrEngine:
             )
         return room if params.max_tokens is None else min(params.max_tokens, room)
 
-    @torch.inference_mode()
+    def move_to(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Move the model to `device` (casting its floating-point weights to `dtype`) between two batches.
+        Buffers keep their dtype: the rotary tables, for one, are computed in fp32 and must stay so."""
+        with self._turnstile, self._device_lock:
+            adapter = self.adapter
+            previous = adapter.device
+            adapter.model.to(device)
+            if dtype != adapter.dtype:
+                for parameter in adapter.model.parameters():
+                    if parameter.is_floating_point():
+                        parameter.data = parameter.data.to(dtype)
+            adapter.device, adapter.dtype = device, dtype
+            if previous.type == "cuda":
+                torch.cuda.empty_cache()
+
     def generate(
         self,
         batch: list[PreparedSequence],
@@ -70,6 +89,22 @@ class OcrEngine:
         on_token: TokenCallback,
         cancelled: CancelCheck,
         generator: torch.Generator | None = None,
+    ) -> list[SequenceOutput]:
+        """Run one batch to its end; the model stays on its device meanwhile (see `move_to`)."""
+        with self._turnstile:  # a move waiting for the batch before this one goes first
+            pass
+        with self._device_lock:
+            return self._generate(batch, params, on_token=on_token, cancelled=cancelled, generator=generator)
+
+    @torch.inference_mode()
+    def _generate(
+        self,
+        batch: list[PreparedSequence],
+        params: SamplingParams,
+        *,
+        on_token: TokenCallback,
+        cancelled: CancelCheck,
+        generator: torch.Generator | None,
     ) -> list[SequenceOutput]:
         adapter = self.adapter
         device = adapter.device

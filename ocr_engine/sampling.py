@@ -29,4 +29,6 @@ def sample_next(scores: torch.Tensor, params: SamplingParams, generator: torch.G
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    if generator is not None and generator.device != probs.device:  # the model moved to another device mid-job
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -88,11 +88,11 @@ def v1_server(tiny_v1_checkpoint: Path, server_logs: Path) -> Iterator[ServerHan
 
 @pytest.fixture(scope="session")
 def strict_server(tiny_checkpoint: Path, server_logs: Path) -> Iterator[ServerHandle]:
-    """API keys k1,k2 and the default URL policy (private addresses refused); default limits otherwise.
-
-    One server serves both the auth tests and the SSRF test, to keep start-ups (and CI cores) down.
+    """API keys k1,k2, admin key `admin1`, and the default URL policy (private addresses refused); default
+    limits otherwise. One server serves the auth tests and the SSRF test, to keep start-ups (and CI cores) down.
     """
-    with running_server(tiny_checkpoint, server_logs, "strict", {"OCRSERVE_API_KEYS": "k1,k2"}) as handle:
+    env = {"OCRSERVE_API_KEYS": "k1,k2", "OCRSERVE_ADMIN_KEYS": "admin1"}
+    with running_server(tiny_checkpoint, server_logs, "strict", env) as handle:
         yield handle
 
 

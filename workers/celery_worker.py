@@ -9,21 +9,25 @@ import functools
 import io
 import logging
 import os
-import socket
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import redis
 from PIL import Image
 
 from ocr_engine.documents import DocumentLimits, load_document
-from ocr_engine.errors import JobTimedOut
+from ocr_engine.errors import JobTimedOut, OcrError
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest, SamplingParams
-from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery
+from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
 from workers.engine_options import EngineOptions
-from workers.events import JobError, JobFailed
+from workers.events import JobError, JobEvent, JobFailed
+from workers.heartbeat import Heartbeat
+from workers.model_host import ModelHost
+from workers.recovery import requeue_lost_jobs
 from workers.redis_store import JobStore
+from workers.registry import WorkerRegistry
+from workers.reporter import WorkerReporter
 from workers.runner import OcrFunction, run_job
 from workers.watchdog import Watchdog
 
@@ -32,14 +36,24 @@ log = logging.getLogger(__name__)
 HARD_LIMIT_GRACE_S = 60.0
 
 
-def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float) -> None:
-    """Run one queued job. A job that is gone or already finished (cancelled while queued) is skipped; a job
-    redelivered after its worker died runs again from the start. Past `time_limit` the job fails at its next
-    decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
+def execute(
+    job_id: str,
+    store: JobStore,
+    ocr: OcrFunction,
+    *,
+    time_limit: float,
+    reporter: WorkerReporter,
+    registry: WorkerRegistry,
+) -> None:
+    """Run one queued job. A job that is gone, finished (cancelled while queued) or running on another live
+    worker is skipped; a job whose worker died runs again from the start. Past `time_limit` the job fails at its
+    next decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
     failed and the process exits (hard limit), to be restarted by its supervisor."""
-    record = store.get(job_id)
-    if record is None or record.state.terminal:
-        log.info("job %s: skipped (%s)", job_id, "gone" if record is None else record.state.value)
+    record = store.claim(job_id, reporter.worker_id, registry.is_alive)
+    if record is None:
+        current = store.get(job_id)
+        why = "gone" if current is None else current.state.value
+        log.info("job %s: skipped (%s%s)", job_id, why, f" on worker {current.worker}" if current else "")
         return
     request = store.load_request(job_id)
     if request is None:
@@ -59,15 +73,16 @@ def execute(job_id: str, store: JobStore, ocr: OcrFunction, *, time_limit: float
         log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
         os._exit(70)
 
-    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
-        emit = functools.partial(store.append, job_id)
+    def emit(event: JobEvent) -> None:
+        reporter.observe(event)
+        store.append(job_id, event)
+
+    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process), reporter.running(job_id):
         run_job(job_id, request, ocr, emit, cancelled, request_id=record.meta.get("request_id"))
 
 
 def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:
     """One PING with a short timeout; a sentence naming OCRSERVE_REDIS_URL when Redis cannot be reached."""
-    import redis
-
     shown = urlsplit(redis_url)._replace(netloc=urlsplit(redis_url).netloc.rpartition("@")[2]).geturl()
     try:
         client = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
@@ -96,29 +111,56 @@ def run_worker(
     retention: int,
     time_limit: float,
     redelivery_timeout: int,
-    build: Callable[[EngineOptions], OcrFunction],
+    heartbeat_interval: float,
+    worker_timeout: float,
     log_level: str = "info",
 ) -> None:
-    """Load the model, warm it up, then consume both queues with one job at a time (one process per GPU)."""
-    ocr = build(options)
-    warm_up(ocr)
+    """Join the registry, load the model, warm it up, then consume both queues with one job at a time (one
+    process per GPU). Heartbeats start before the model loads, so a loading worker shows as `loading`."""
     store = JobStore.connect(redis_url, retention)
+    registry = WorkerRegistry(
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=heartbeat_interval + 10),
+        worker_timeout,
+    )
     app = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
 
-    @app.task(name=RUN_JOB_TASK)
-    def run_job_task(job_id: str) -> None:
-        execute(job_id, store, ocr, time_limit=time_limit)
+    def resend(job_id: str, background: bool) -> None:
+        app.send_task(RUN_JOB_TASK, args=[job_id], task_id=job_id, queue=queue_for(background))
 
-    log.info("worker ready: model %s", options.model)
-    app.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
-            f"--hostname=ocrserve-{socket.gethostname()}-{id(app)}@%h",
-            f"--loglevel={log_level.upper()}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
+    reporter = WorkerReporter("celery", options.model)
+    heartbeat = Heartbeat(
+        reporter,
+        registry,
+        interval=heartbeat_interval,
+        recover=functools.partial(requeue_lost_jobs, registry, store, resend),
     )
+    heartbeat.start()
+    try:
+        try:
+            host = ModelHost(options)
+            warm_up(host)
+        except OcrError as exc:
+            reporter.failed(exc.message)
+            raise
+        reporter.ready(host)
+        heartbeat.beat()
+
+        @app.task(name=RUN_JOB_TASK)
+        def run_job_task(job_id: str) -> None:
+            execute(job_id, store, host, time_limit=time_limit, reporter=reporter, registry=registry)
+
+        log.info("worker %s ready: model %s on %s", reporter.worker_id, options.model, host.device().device)
+        app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
+                f"--hostname=ocrserve-{reporter.worker_id}@%h",
+                f"--loglevel={log_level.upper()}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        heartbeat.stop()

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocr_engine.errors import OcrError
+from ocr_engine.errors import InvalidInput, OcrError, ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import TERMINAL_EVENTS, JobCancelled, JobError, JobEvent, JobFailed
 from workers.jobs import JobRecord, JobState
-from workers.runner import OcrFunction, run_job
+from workers.model_host import ModelHost
+from workers.registry import SwitchResult, WorkerInfo, choose_device
+from workers.reporter import WorkerReporter
+from workers.runner import run_job
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,11 @@ class _Job:
 class LocalDispatcher:
     """Runs jobs one at a time on a worker thread (the engine batches pages within a job)."""
 
-    def __init__(self, load: Callable[[], OcrFunction], *, job_ttl: float = 3600.0, max_jobs: int = 1000) -> None:
+    def __init__(
+        self, load: Callable[[], ModelHost], *, model: str, job_ttl: float = 3600.0, max_jobs: int = 1000
+    ) -> None:
         self._load = load
+        self._reporter = WorkerReporter("embedded", model)
         self._job_ttl = job_ttl
         self._max_jobs = max_jobs
         self._jobs: dict[str, _Job] = {}
@@ -126,7 +132,21 @@ class LocalDispatcher:
     @staticmethod
     def _wake(job: _Job) -> None:
         waiters, job.waiters = job.waiters, []
+    async def workers(self) -> list[WorkerInfo]:
+        return [self._reporter.snapshot()]
+
+    async def switch_device(self, device: str, worker_id: str | None = None) -> list[SwitchResult]:
+        reporter = self._reporter
+        if worker_id not in (None, reporter.worker_id):
+            message = f"no worker {worker_id!r}; the embedded worker is {reporter.worker_id!r}"
+            raise InvalidInput(message, param="worker")
+        if reporter.host is None:
+            raise ServiceUnavailable(f"the model is not loaded yet ({reporter.message})")
+        choose_device(device, reporter.host.available_devices())
+        return [await asyncio.to_thread(reporter.switch, device)]
+
         for waiter in waiters:
+        self._reporter.observe(event)
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -167,7 +187,9 @@ class LocalDispatcher:
             try:
                 emit = functools.partial(self._emit, job)
                 request_id = job.record.meta.get("request_id")
-                run_job(job_id, job.request, ocr, emit, job.cancel.is_set, request_id=request_id)
+                with self._reporter.running(job_id):
+                    run_job(job_id, job.request, ocr, emit, job.cancel.is_set, request_id=request_id)
             finally:
                 job.request = None
+        self._reporter.ready(ocr)
                 self._running = None

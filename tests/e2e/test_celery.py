@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -32,11 +33,18 @@ from workers.celery_worker import execute
 from workers.engine_options import EngineOptions
 from workers.events import JobCancelled
 from workers.jobs import JobRecord, JobState
-from workers.model_host import build_ocr
+from workers.model_host import ModelHost
 from workers.redis_store import JobStore
+from workers.registry import WorkerInfo, WorkerRegistry
+from workers.reporter import WorkerReporter
 
+T = TypeVar("T")
 REDELIVERY_S = 4
-WORKER_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": str(REDELIVERY_S)}
+# Fast heartbeats: a killed worker is seen as lost within 3 s.
+HEARTBEAT_ENV = {"OCRSERVE_HEARTBEAT_INTERVAL": "0.5", "OCRSERVE_WORKER_TIMEOUT": "3"}
+WORKER_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": str(REDELIVERY_S), **HEARTBEAT_ENV}
+# Celery's own redelivery far away: a job that completes was handed over by the registry's recovery.
+RECOVERY_ONLY_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": "3600", **HEARTBEAT_ENV}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,7 @@ def pdf_job(pages: int, max_tokens: int) -> OcrRequest:
     return OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=max_tokens))
 
 
-def wait_until(check: Callable[[], JobRecord | None], what: str, deadline_s: float = 180.0) -> JobRecord:
+def wait_until(check: Callable[[], T | None], what: str, deadline_s: float = 180.0) -> T:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if record := check():
@@ -64,7 +72,7 @@ class Api:
 
     def __init__(self, redis_url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.dispatcher = CeleryDispatcher(redis_url, retention=600, redelivery_timeout=REDELIVERY_S)
+        self.dispatcher = CeleryDispatcher(redis_url, retention=600, redelivery_timeout=REDELIVERY_S, worker_timeout=3)
         self.loop.run_until_complete(self.dispatcher.start())
 
     def submit(self, request: OcrRequest) -> JobRecord:
@@ -72,6 +80,19 @@ class Api:
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.loop.run_until_complete(self.dispatcher.get(job_id))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.loop.run_until_complete(self.dispatcher.workers())
+
+    def wait_for_workers(self, states: list[str]) -> list[WorkerInfo]:
+        """The registry once its workers' states are `states` (sorted)."""
+        deadline = time.monotonic() + 180
+        while True:
+            workers = self.workers()
+            if sorted(w.state for w in workers) == states:
+                return workers
+            assert time.monotonic() < deadline, f"registry never showed {states}: {workers}"
+            time.sleep(0.2)
 
     def in_state(self, job_id: str, *states: JobState, pages_done: int = 0) -> Callable[[], JobRecord | None]:
         def check() -> JobRecord | None:
@@ -121,6 +142,45 @@ def test_a_job_whose_worker_is_killed_completes_on_another_worker(
         record = wait_until(api.in_state(job.id, JobState.COMPLETED), "the redelivered job to complete")
     assert record.result is not None and [page.index for page in record.result.pages] == [0, 1, 2]
     assert record.pages_done == 3
+
+
+def test_the_registry_lists_live_workers_and_hands_a_lost_workers_job_to_another(
+    api: Api, redis_url: str, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    with (
+        running_worker(tiny_checkpoint, server_logs, "registry-a", redis_url, RECOVERY_ONLY_ENV) as first,
+        running_worker(tiny_checkpoint, server_logs, "registry-b", redis_url, RECOVERY_ONLY_ENV) as second,
+    ):
+        workers = api.wait_for_workers(["ready", "ready"])
+        assert sorted(w.pid for w in workers) == sorted([first.pid, second.pid])
+        for worker in workers:
+            assert worker.kind == "celery" and worker.model == str(tiny_checkpoint) and worker.family
+            assert worker.device is not None and worker.device.device == "cpu" and worker.dtype == "float32"
+            assert worker.device.memory_total_gb and worker.device.memory_free_gb
+            assert worker.available_devices[0].device == "cpu"
+            assert worker.started_at <= worker.last_seen
+
+        job = api.submit(pdf_job(pages=3, max_tokens=400))
+        running = wait_until(api.in_state(job.id, JobState.RUNNING), "the job to start")
+        owner = next(w for w in api.workers() if w.worker_id == running.worker)
+        wait_until(lambda: next(w for w in api.workers() if w.worker_id == owner.worker_id).current_job, "a report")
+        victim, rescuer = (first, second) if owner.pid == first.pid else (second, first)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+
+        states = {w.pid: w.state for w in api.wait_for_workers(["lost", "ready"])}
+        assert states == {victim.pid: "lost", rescuer.pid: "ready"}
+        record = wait_until(api.in_state(job.id, JobState.COMPLETED), "the requeued job to complete")
+        assert record.worker != owner.worker_id
+        assert record.result is not None and [page.index for page in record.result.pages] == [0, 1, 2]
+
+        def survivor_report() -> WorkerInfo | None:  # its next heartbeat counts the pages
+            survivor = next(w for w in api.workers() if w.pid == rescuer.pid)
+            return survivor if survivor.pages_done >= 3 and survivor.current_job is None else None
+
+        assert wait_until(survivor_report, "the rescuer's report").pages_per_second > 0
+    # a worker that stops cleanly leaves the registry; the lost one stays listed as lost
+    assert [w.state for w in api.workers()] == ["lost"]
 
 
 def test_an_unreachable_redis_is_a_clear_503(tiny_checkpoint: Path, server_logs: Path) -> None:
@@ -182,12 +242,13 @@ def test_a_job_survives_an_api_restart(
 
 def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_url: str, tiny_checkpoint: Path) -> None:
     store = JobStore.connect(redis_url, ttl=60)
-    ocr = build_ocr(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
+    ocr = ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
     request = pdf_job(pages=1, max_tokens=50)
 
     slow = JobRecord.new(1)
     store.create(slow, request)
-    execute(slow.id, store, ocr, time_limit=0)
+    worker = {"reporter": WorkerReporter("celery", str(tiny_checkpoint)), "registry": WorkerRegistry(store.client, 30)}
+    execute(slow.id, store, ocr, time_limit=0, **worker)
     failed = store.get(slow.id)
     assert failed.state is JobState.FAILED and failed.error.code == "time_limit_exceeded"
     assert "OCRSERVE_JOB_TIME_LIMIT" in failed.error.message
@@ -195,6 +256,6 @@ def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_u
     cancelled = JobRecord.new(1)
     store.create(cancelled, request)
     store.append(cancelled.id, JobCancelled())
-    execute(cancelled.id, store, ocr, time_limit=60)
+    execute(cancelled.id, store, ocr, time_limit=60, **worker)
     assert store.get(cancelled.id).state is JobState.CANCELLED
     store.client.close()

@@ -13,7 +13,7 @@ from workers.engine_options import EngineOptions
 from workers.events import JobCancelled, JobCompleted, JobFailed, JobStarted, TextDelta
 from workers.jobs import JobState
 from workers.local import LocalDispatcher
-from workers.model_host import build_ocr
+from workers.model_host import ModelHost
 
 
 async def wait_ready(dispatcher: LocalDispatcher) -> None:
@@ -30,13 +30,13 @@ def short(max_tokens: int = 4) -> OcrRequest:
 
 @pytest.fixture(scope="module")
 def load(tiny_checkpoint):
-    ocr = build_ocr(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
+    ocr = ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
     return lambda: ocr
 
 
 def test_job_events_and_cancellation(load):
     async def scenario() -> None:
-        dispatcher = LocalDispatcher(load)
+        dispatcher = LocalDispatcher(load, model="tiny")
         await dispatcher.start()
         await wait_ready(dispatcher)
         done = await dispatcher.submit(short())
@@ -64,7 +64,7 @@ def test_a_model_that_fails_to_load_fails_its_queued_jobs():
         raise ModelUnavailable("no weights here")
 
     async def scenario() -> None:
-        dispatcher = LocalDispatcher(broken)
+        dispatcher = LocalDispatcher(broken, model="missing")
         job = await dispatcher.submit(short())
         await dispatcher.start()
         await wait_ready(dispatcher)

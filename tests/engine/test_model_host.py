@@ -1,0 +1,79 @@
+"""Moving a loaded model between devices (CPU-only here: the dtype changes, the device stays the CPU)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pymupdf
+import pytest
+import torch
+
+from ocr_engine.documents import DocumentLimits, load_document
+from ocr_engine.errors import InvalidInput
+from ocr_engine.pipeline import OcrListener
+from ocr_engine.request import OcrRequest, SamplingParams
+from workers.engine_options import EngineOptions
+from workers.model_host import ModelHost
+from workers.reporter import WorkerReporter
+
+
+def three_page_request() -> OcrRequest:
+    pdf = pymupdf.open()
+    for index in range(3):
+        pdf.new_page(width=200, height=260).insert_text((24, 48), f"Page {index + 1}", fontsize=14)
+    document = load_document(pdf.tobytes(), limits=DocumentLimits())
+    return OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=24))
+
+
+@pytest.fixture
+def host(tiny_checkpoint) -> ModelHost:
+    return ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu", batch_size=1))
+
+
+class DtypeOfEachToken(OcrListener):
+    """Records the model's dtype at every streamed token; starts `on_first_token` at the first one."""
+
+    def __init__(self, host: ModelHost, on_first_token: threading.Thread) -> None:
+        self.host = host
+        self.on_first_token = on_first_token
+        self.dtypes: dict[int, set[torch.dtype]] = {}
+
+    def on_delta(self, page: int, text: str) -> None:
+        if not self.on_first_token.is_alive() and not self.dtypes:
+            self.on_first_token.start()
+            deadline = time.monotonic() + 60
+            while not self.host.engine._turnstile.locked():  # the move now waits for this batch
+                assert time.monotonic() < deadline, "the move never started waiting"
+                time.sleep(0.001)
+        self.dtypes.setdefault(page, set()).add(self.host.engine.adapter.dtype)
+
+
+def test_a_move_waits_for_the_batch_in_flight_and_the_job_goes_on(host):
+    move = threading.Thread(target=host.engine.move_to, args=(torch.device("cpu"), torch.bfloat16))
+    listener = DtypeOfEachToken(host, move)
+    result = host(three_page_request(), listener)
+    move.join()
+
+    assert [page.index for page in result.pages] == [0, 1, 2]
+    assert listener.dtypes[0] == {torch.float32}, "the first batch ran to its end before the move"
+    assert listener.dtypes[2] == {torch.bfloat16}, "later batches ran after it"
+    model = host.engine.adapter.model
+    assert {p.dtype for p in model.parameters() if p.is_floating_point()} == {torch.bfloat16}
+    assert any(b.dtype == torch.float32 for b in model.buffers()), "buffers (rotary tables) keep their dtype"
+
+
+def test_switch_reports_devices_and_refuses_unknown_ones(host):
+    assert host.switch("auto") == ("cpu", "cpu")
+    assert host.dtype == "float32"
+    with pytest.raises(InvalidInput, match=r"'gpu:0' is not available; available devices: cpu"):
+        host.switch("gpu:0")
+
+    reporter = WorkerReporter("embedded", "tiny")
+    assert not reporter.switch("cpu").success, "nothing to move before the model is loaded"
+    reporter.ready(host)
+    result = reporter.switch("cpu")
+    assert (result.success, result.previous_device, result.current_device) == (True, "cpu", "cpu")
+    failed = reporter.switch("gpu:3")
+    assert not failed.success and "gpu:3" in failed.message and failed.current_device == "cpu"
+    assert reporter.snapshot().state == "ready"

@@ -1,0 +1,125 @@
+"""What a worker tells the registry about itself: state, model and device, the job it runs, its recent pace."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from ocr_engine.errors import OcrError
+from workers.events import JobEvent, PageFinished
+from workers.model_host import ModelHost
+from workers.registry import SwitchResult, WorkerInfo, WorkerState
+
+log = logging.getLogger(__name__)
+
+PACE_WINDOW_S = 60.0
+
+
+class WorkerReporter:
+    """Thread-safe: jobs report from the job thread, heartbeats and status reads snapshot from others."""
+
+    def __init__(self, kind: Literal["celery", "embedded"], model: str) -> None:
+        host = socket.gethostname()
+        self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.kind = kind
+        self.model = model
+        self.host_name = host
+        self.started_at = time.time()
+        self.state: WorkerState = "loading"
+        self.message = "loading the model"
+        self.host: ModelHost | None = None
+        self.current_job: str | None = None
+        self.pages_done = 0
+        self._page_times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def ready(self, host: ModelHost) -> None:
+        self.host, self.state, self.message = host, "ready", "ready"
+
+    def failed(self, message: str) -> None:
+        self.state, self.message = "failed", message
+
+    def switch(self, requested: str) -> SwitchResult:
+        """Move the hosted model to `requested` after the batch in flight; jobs wait meanwhile, none fail."""
+        host = self.host
+        if host is None:
+            return SwitchResult(
+                worker_id=self.worker_id,
+                success=False,
+                previous_device=None,
+                current_device=None,
+                message=f"the model is not loaded ({self.message})",
+            )
+        before = host.device().device
+        self.state, self.message = "switching", f"moving the model to {requested}"
+        try:
+            previous, current = host.switch(requested)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, OcrError) else str(exc)
+            log.warning("device switch to %s failed: %s", requested, reason, exc_info=not isinstance(exc, OcrError))
+            now = host.device().device
+            return SwitchResult(
+                worker_id=self.worker_id,
+                success=False,
+                previous_device=before,
+                current_device=now,
+                message=f"could not move the model to {requested}: {reason}; it stays on {now}",
+            )
+        finally:
+            self.state, self.message = "ready", "ready"
+        message = f"already on {current}" if previous == current else f"moved the model from {previous} to {current}"
+        return SwitchResult(
+            worker_id=self.worker_id, success=True, previous_device=previous, current_device=current, message=message
+        )
+
+    @contextmanager
+    def running(self, job_id: str) -> Iterator[None]:
+        self.current_job = job_id
+        try:
+            yield
+        finally:
+            self.current_job = None
+
+    def observe(self, event: JobEvent) -> None:
+        """Count finished pages (the pace over the last minute comes from their times)."""
+        if isinstance(event, PageFinished):
+            with self._lock:
+                self.pages_done += 1
+                self._page_times.append(time.monotonic())
+
+    def pages_per_second(self) -> float:
+        with self._lock:
+            cutoff = time.monotonic() - PACE_WINDOW_S
+            while self._page_times and self._page_times[0] < cutoff:
+                self._page_times.popleft()
+            return round(len(self._page_times) / PACE_WINDOW_S, 3)
+
+    def snapshot(self) -> WorkerInfo:
+        host, current = self.host, self.current_job
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            host=self.host_name,
+            pid=os.getpid(),
+            kind=self.kind,
+            model=self.model,
+            family=host.family if host else None,
+            state=self.state,
+            message=self.message,
+            device=host.device() if host else None,
+            dtype=host.dtype if host else None,
+            available_devices=host.available_devices() if host else [],
+            jobs_in_flight=int(current is not None),
+            current_job=current,
+            pages_done=self.pages_done,
+            pages_per_second=self.pages_per_second(),
+            started_at=self.started_at,
+            last_seen=time.time(),
+        )
