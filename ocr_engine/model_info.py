@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ocr_engine.errors import ModelUnavailable
-from ocr_engine.modes import family_of
+from ocr_engine.image_tokens import ImageGeometry
+from ocr_engine.modes import OCR2, family_of
 
 MODEL_HINT = (
     "set OCRSERVE_MODEL (--model) to a local checkpoint directory or a reachable hub id; "
@@ -36,6 +37,29 @@ def read_model_config(source: str) -> dict[str, Any]:
         raise ModelUnavailable(f"cannot find model {source!r} ({first_line(exc)}); {MODEL_HINT}") from exc
 
 
+def _optional_json(source: str, filename: str) -> dict[str, Any]:
+    """A JSON file of a local directory or a hub repository; {} when the checkpoint has no such file."""
+    if Path(source).is_dir():
+        path = Path(source) / filename
+        return json.loads(path.read_text()) if path.is_file() else {}
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(repo_id=source, filename=filename)).read_text())
+    except EntryNotFoundError:
+        return {}
+
+
+def read_image_geometry(source: str) -> ImageGeometry:
+    """A DeepSeek-OCR-2 checkpoint's preprocessing constants, read as JSON: transformers' image processor needs torch,
+    which the API never imports. Image processor fields are nested in `processor_config.json` (transformers 5) or
+    stand alone in `preprocessor_config.json`; what the files leave out keeps transformers' defaults."""
+    processor = _optional_json(source, "processor_config.json")
+    image_processor = processor.get("image_processor") or _optional_json(source, "preprocessor_config.json")
+    return ImageGeometry.from_configs(processor, image_processor)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     source: str
@@ -43,6 +67,7 @@ class ModelInfo:
     family: str
     max_model_len: int
     tokenizer: Any
+    geometry: ImageGeometry | None = None  # DeepSeek-OCR-2 only: v1's views are fixed by the resolution mode
 
 
 def load_model_info(source: str) -> ModelInfo:
@@ -63,4 +88,5 @@ def load_model_info(source: str) -> ModelInfo:
         family=family,
         max_model_len=int(text.get("max_position_embeddings", 8192)),
         tokenizer=tokenizer,
+        geometry=read_image_geometry(source) if family == OCR2 else None,
     )

@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ocr_engine.documents.limits import DocumentLimits
 from ocr_engine.errors import LimitExceeded, UnsupportedDocument
@@ -16,6 +16,7 @@ _MULTI_PAGE_FORMATS = frozenset({"TIFF"})
 # What Pillow raises on corrupt or truncated data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 _WHITE = (255, 255, 255, 255)
+_SIDEWAYS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
 @contextmanager
@@ -49,6 +50,26 @@ def count_image_pages(data: bytes, limits: DocumentLimits) -> int:
         for index in range(count):
             _select_frame(image, index, limits)
         return count
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The frame's size once `exif_transpose` has turned it, read from the header without decoding pixels."""
+    width, height = image.size
+    if image.format == "TIFF":  # Pillow's TIFF reader already reports the turned size: it turns frames as it loads
+        return width, height
+    # The base class reads only what the header gave; PNG's own getexif decodes the image to look for a late eXIf.
+    orientation = Image.Image.getexif(image).get(ExifTags.Base.Orientation, 1)
+    return (height, width) if orientation in _SIDEWAYS else (width, height)
+
+
+def image_page_sizes(data: bytes, pages: Sequence[int], limits: DocumentLimits) -> list[tuple[int, int]]:
+    """Sizes of the selected 0-based pages as `iter_image_pages` yields them (upright), decoding no pixels."""
+    with _open_image(data, limits) as image:
+        sizes = []
+        for index in pages:
+            _select_frame(image, index, limits)
+            sizes.append(_upright_size(image))
+        return sizes
 
 
 def iter_image_pages(data: bytes, pages: Sequence[int], limits: DocumentLimits) -> Iterator[Image.Image]:

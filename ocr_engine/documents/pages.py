@@ -7,9 +7,9 @@ from collections.abc import Iterator, Sequence
 
 from PIL import Image
 
-from ocr_engine.documents.images import iter_image_pages
+from ocr_engine.documents.images import image_page_sizes, iter_image_pages
 from ocr_engine.documents.limits import DocumentLimits
-from ocr_engine.documents.pdf import iter_pdf_pages
+from ocr_engine.documents.pdf import iter_pdf_pages, pdf_page_sizes
 from ocr_engine.errors import InvalidInput
 from ocr_engine.request import Document
 
@@ -66,3 +66,11 @@ def iter_document_pages(doc: Document, dpi: int, limits: DocumentLimits) -> Iter
     if doc.kind == "pdf":
         return iter_pdf_pages(doc.data, doc.selected_pages, dpi, limits)
     return iter_image_pages(doc.data, doc.selected_pages, limits)
+
+
+def document_page_sizes(doc: Document, dpi: int, limits: DocumentLimits) -> list[tuple[int, int]]:
+    """(width, height) of each selected page as `iter_document_pages` yields it, read from headers alone (nothing is
+    rendered or decoded), each checked against max_pixels as the rasterizer checks it."""
+    if doc.kind == "pdf":
+        return pdf_page_sizes(doc.data, doc.selected_pages, dpi, limits)
+    return image_page_sizes(doc.data, doc.selected_pages, limits)

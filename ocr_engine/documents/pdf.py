@@ -44,6 +44,22 @@ def _raster_size(page: pymupdf.Page, dpi: int) -> tuple[int, int]:
     return box.width, box.height
 
 
+def _checked_raster_size(page: pymupdf.Page, dpi: int, limits: DocumentLimits) -> tuple[int, int]:
+    width, height = _raster_size(page, dpi)
+    limits.check_pixels(width, height, f"PDF page {page.number + 1} at {dpi} dpi", hint="; use a lower dpi")
+    return width, height
+
+
+def pdf_page_sizes(data: bytes, pages: Sequence[int], dpi: int, limits: DocumentLimits) -> list[tuple[int, int]]:
+    """Pixel sizes of the selected 0-based pages at `dpi`, as `iter_pdf_pages` renders them, rendering none."""
+    limits.check_dpi(dpi)
+    document = _open_pdf(data)
+    try:
+        return [_checked_raster_size(document.load_page(index), dpi, limits) for index in pages]
+    finally:
+        document.close()
+
+
 def iter_pdf_pages(data: bytes, pages: Sequence[int], dpi: int, limits: DocumentLimits) -> Iterator[Image.Image]:
     """Yield the selected 0-based pages as RGB images at `dpi`, rendering each only when it is asked for."""
     limits.check_dpi(dpi)
@@ -51,8 +67,7 @@ def iter_pdf_pages(data: bytes, pages: Sequence[int], dpi: int, limits: Document
     try:
         for index in pages:
             page = document.load_page(index)
-            width, height = _raster_size(page, dpi)
-            limits.check_pixels(width, height, f"PDF page {index + 1} at {dpi} dpi", hint="; use a lower dpi")
+            _checked_raster_size(page, dpi, limits)
             yield _render(page, dpi)
     finally:
         document.close()

@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
+from ocr_engine.image_tokens import ocr1_image_tokens
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrSpec
-from ocr_engine.models.deepseek_ocr_views import image_token_count, preprocess, to_pixels
+from ocr_engine.models.deepseek_ocr_views import preprocess, to_pixels
 from ocr_engine.models.deepseek_ocr_weights import from_original, read_checkpoint
 from ocr_engine.modes import FAMILY_MODES, OCR1
 
@@ -92,7 +93,7 @@ class DeepseekOcrAdapter:
             return PreparedSequence(input_ids=head + (tail or []))
         resolution = FAMILY_MODES[OCR1][mode]
         views = preprocess(image, resolution)
-        count = image_token_count(resolution, views.grid, views.tiles is not None)
+        count = ocr1_image_tokens(resolution, views.grid, views.tiles is not None)
         ids = [*head, *[self.image_token_id] * count, *(tail or [])]
         if tail is None:  # no placeholder in the prompt: the image goes right after BOS, as `<image>\n...` would
             ids = [head[0], *[self.image_token_id] * count, *head[1:]]

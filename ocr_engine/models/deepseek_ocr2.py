@@ -7,58 +7,20 @@ than the reference path and ships 4x fewer bytes to the GPU.
 
 from __future__ import annotations
 
-import math
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration, DeepseekOcr2ImageProcessorPil
+from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import get_optimal_tiled_canvas
 
+from ocr_engine.image_tokens import ImageGeometry
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.modes import FAMILY_MODES, OCR2
 
 IMAGE_TOKEN = "<image>"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageGeometry:
-    """The preprocessing constants of a checkpoint, read from its processor config."""
-
-    global_size: int
-    tile_size: int
-    min_tiles: int
-    max_tiles: int
-    crop_to_tiles: bool
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    background: tuple[int, int, int]
-    tokens_per_global: int
-    tokens_per_tile: int
-
-    @classmethod
-    def from_processor(
-        cls, processor: DeepseekOcr2ImageProcessorPil, patch_size: int, downsample: int
-    ) -> ImageGeometry:
-        def side_tokens(pixels: int) -> int:
-            return math.ceil(pixels / patch_size / downsample) ** 2
-
-        return cls(
-            global_size=processor.size.height,
-            tile_size=processor.tile_size,
-            min_tiles=processor.min_patches,
-            max_tiles=processor.max_patches,
-            crop_to_tiles=processor.crop_to_patches,
-            mean=tuple(processor.image_mean),
-            std=tuple(processor.image_std),
-            background=tuple(processor.background_color),
-            tokens_per_global=side_tokens(processor.size.height),
-            tokens_per_tile=side_tokens(processor.tile_size),
-        )
 
 
 def _hwc_to_chw(image: Image.Image) -> torch.Tensor:
@@ -79,14 +41,13 @@ def global_view(image: Image.Image, geometry: ImageGeometry) -> torch.Tensor:
 
 def local_tiles(image: Image.Image, geometry: ImageGeometry) -> torch.Tensor | None:
     """Tiles of the page resized onto the best-fitting grid, row-major (uint8, N×C×T×T); None for small pages."""
-    width, height = image.size
-    tile = geometry.tile_size
-    if not geometry.crop_to_tiles or max(width, height) <= tile:
+    grid = geometry.tile_grid(*image.size)
+    if grid is None:
         return None
-    cols, rows = get_optimal_tiled_canvas((height, width), (tile, tile), geometry.min_tiles, geometry.max_tiles)
+    (cols, rows), tile = grid, geometry.tile_size
     resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
-    grid = torch.from_numpy(np.array(resized, dtype=np.uint8)).view(rows, tile, cols, tile, 3)
-    return grid.permute(0, 2, 4, 1, 3).reshape(rows * cols, 3, tile, tile)
+    canvas = torch.from_numpy(np.array(resized, dtype=np.uint8)).view(rows, tile, cols, tile, 3)
+    return canvas.permute(0, 2, 4, 1, 3).reshape(rows * cols, 3, tile, tile)
 
 
 def normalise(pixels: torch.Tensor, geometry: ImageGeometry, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -140,9 +101,6 @@ class DeepseekOcr2Adapter:
         )
         return cls(model, processor.tokenizer, geometry, device, dtype)
 
-    def image_token_count(self, tiles: int) -> int:
-        return self.geometry.tokens_per_global + self.geometry.tokens_per_tile * tiles + 1
-
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt, cached: every page of a job shares one, and pages are prepared on threads."""
         with self._tokenizer_lock:
@@ -158,7 +116,7 @@ class DeepseekOcr2Adapter:
             return PreparedSequence(input_ids=[i for i in ids if i != self.image_token_id])
         vision = preprocess_page(image, self.geometry, tiles=FAMILY_MODES[OCR2][mode].crop)
         tiles = vision["tiles"]
-        count = self.image_token_count(0 if tiles is None else tiles.shape[0])
+        count = self.geometry.image_tokens(0 if tiles is None else tiles.shape[0])
         at = ids.index(self.image_token_id) if self.image_token_id in ids else 1
         rest = [i for i in ids[at:] if i != self.image_token_id]
         return PreparedSequence(input_ids=ids[:at] + [self.image_token_id] * count + rest, vision=vision)

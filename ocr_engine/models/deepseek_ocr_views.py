@@ -9,19 +9,16 @@ Views stay uint8 (CHW) until they reach the device; `to_pixels` normalises with 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ocr_engine.image_tokens import ocr1_grid
 from ocr_engine.modes import ResolutionMode
 
-PATCH = 16  # SAM patch side
-DOWNSAMPLE = 4  # SAM's two stride-2 convolutions
 GREY = (127, 127, 127)  # int(0.5 * 255): the normalisation mean as a colour
-MIN_TILES, MAX_TILES = 2, 9
 RESIZE_LIMIT = 640  # non-crop views up to this side are stretched to a square, not padded
 
 
@@ -32,51 +29,12 @@ class PageViews:
     grid: tuple[int, int]  # (columns, rows) of tiles; (1, 1) when there are none
 
 
-def grid_side(pixels: int) -> int:
-    """Feature-grid side of a square view (the original's `num_queries`)."""
-    return math.ceil((pixels // PATCH) / DOWNSAMPLE)
-
-
-def image_token_count(mode: ResolutionMode, grid: tuple[int, int], has_tiles: bool) -> int:
-    """Rows of features each closed by a newline token, tiles (as one canvas) then the global view, + 1 separator."""
-    global_side = grid_side(mode.global_size if mode.crop else mode.tile_size)
-    count = global_side * (global_side + 1) + 1
-    if has_tiles:
-        cols, rows = grid
-        tile_side = grid_side(mode.tile_size)
-        count += (tile_side * cols + 1) * (tile_side * rows)
-    return count
-
-
-def choose_grid(width: int, height: int, tile: int) -> tuple[int, int]:
-    """The (columns, rows) grid of MIN_TILES..MAX_TILES tiles closest in aspect ratio to the page; on a tie the
-    larger grid wins only when the page has more than half its pixels."""
-    aspect = width / height
-    # Built in the original's insertion order: ties of equal tile count then iterate the set the same way.
-    candidates = {
-        (c, r)
-        for n in range(MIN_TILES, MAX_TILES + 1)
-        for c in range(1, n + 1)
-        for r in range(1, n + 1)
-        if MIN_TILES <= c * r <= MAX_TILES
-    }
-    grids = sorted(candidates, key=lambda g: g[0] * g[1])
-    best, best_diff = (1, 1), float("inf")
-    for cols, rows in grids:
-        diff = abs(aspect - cols / rows)
-        if diff < best_diff:
-            best, best_diff = (cols, rows), diff
-        elif diff == best_diff and width * height > 0.5 * tile * tile * cols * rows:
-            best = (cols, rows)
-    return best
-
-
 def _chw(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 def _tiles(image: Image.Image, tile: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    cols, rows = choose_grid(image.width, image.height, tile)
+    cols, rows = ocr1_grid(image.width, image.height, tile)
     resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
     canvas = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).view(rows, tile, cols, tile, 3)
     return canvas.permute(0, 2, 4, 1, 3).reshape(rows * cols, 3, tile, tile), (cols, rows)

@@ -17,8 +17,9 @@ from transformers import PreTrainedTokenizerFast
 
 from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.engine import OcrEngine
+from ocr_engine.image_tokens import ocr1_grid, ocr1_image_tokens
 from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrSpec
-from ocr_engine.models.deepseek_ocr_views import choose_grid, image_token_count, preprocess, to_pixels
+from ocr_engine.models.deepseek_ocr_views import preprocess, to_pixels
 from ocr_engine.models.deepseek_ocr_weights import from_original, to_original
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.modes import FAMILY_MODES, OCR1
@@ -140,7 +141,7 @@ def test_views_grid_and_token_count_per_mode(mode, size, grid, count):
     resolution = FAMILY_MODES[OCR1][mode]
     views = preprocess(Image.new("RGB", size, "white"), resolution)
     assert views.grid == grid
-    assert image_token_count(resolution, views.grid, views.tiles is not None) == count
+    assert ocr1_image_tokens(resolution, views.grid, views.tiles is not None) == count
     side = resolution.global_size if resolution.crop else resolution.tile_size
     assert tuple(views.global_view.shape) == (3, side, side)
     if views.tiles is not None:
@@ -148,9 +149,9 @@ def test_views_grid_and_token_count_per_mode(mode, size, grid, count):
 
 
 def test_grid_choice_prefers_the_closest_aspect_ratio():
-    assert choose_grid(1000, 3000, 640) == (1, 3)
-    assert choose_grid(3000, 1000, 640) == (3, 1)
-    assert choose_grid(1250, 1000, 640) == (3, 2)  # 1.25: 3/2 is closer than 1/1 (not allowed) or 2/2
+    assert ocr1_grid(1000, 3000, 640) == (1, 3)
+    assert ocr1_grid(3000, 1000, 640) == (3, 1)
+    assert ocr1_grid(1250, 1000, 640) == (3, 2)  # 1.25: 3/2 is closer than 1/1 (not allowed) or 2/2
 
 
 @pytest.fixture(scope="module")
