@@ -17,6 +17,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.protocol.errors import ErrorBody, ErrorResponse
@@ -107,6 +108,15 @@ def _handle_http(_: Request, exc: HTTPException) -> Response:
     return error_response(exc.status_code, exc.detail, kind, None)
 
 
+def _handle_too_large(request: Request, _: RequestEntityTooLarge) -> Response:
+    limit = request.app.state.context.settings.max_request_bytes
+    message = (
+        f"the request body is larger than {limit:,} bytes (OCRSERVE_MAX_REQUEST_BYTES={limit}); send large documents"
+        " as http(s) URLs, or over several requests"
+    )
+    return error_response(413, message, "invalid_request_error", "limit_exceeded")
+
+
 def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if isinstance(exc, PermissionDeniedException):
@@ -119,5 +129,6 @@ EXCEPTION_HANDLERS = {
     OcrError: _handle_ocr_error,
     ValidationException: _handle_validation,
     HTTPException: _handle_http,
+    RequestEntityTooLarge: _handle_too_large,
     Exception: _handle_unexpected,
 }

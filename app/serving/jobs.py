@@ -14,6 +14,7 @@ from app.logging_setup import current_request_id
 from app.protocol.chat import ChatMessage
 from app.protocol.common import OcrOptions, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
+from app.serving.image_limit import check_image_tokens
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
 from ocr_engine.modes import resolve_mode
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
@@ -88,6 +89,7 @@ async def build_request(
     ctx.settings.document_limits.check_dpi(dpi)
     mode = resolve_mode(ctx.model.family, options.mode or ctx.settings.mode)
     resolved = await resolve_chat(ctx, messages, options, param_of)
+    await check_image_tokens(ctx, resolved.documents, mode=mode, dpi=dpi)
     return OcrRequest(
         prompt=resolved.prompt,
         documents=resolved.documents,
