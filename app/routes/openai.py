@@ -11,7 +11,7 @@ from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.completions import CompletionRequest
-from app.protocol.models import ModelCard, ModelList
+from app.protocol.models import ModelCard, ModelList, ModelPermission
 from app.serving.chat import create_chat_completion
 from app.serving.completions import create_completion
 
@@ -32,6 +32,7 @@ def _card(ctx: AppContext) -> ModelCard:
         created=ctx.started_at,
         root=ctx.settings.model,
         max_model_len=ctx.model.max_model_len,
+        permission=[ModelPermission.of(ctx.settings.model_name, ctx.started_at)],
     )
 
 

@@ -1,29 +1,27 @@
-"""Operational endpoints: health, ping, version, load, metrics, tokenize/detokenize."""
+"""Root-level endpoints: server info, health, ping, version, load, metrics, tokenize/detokenize, and vLLM's
+endpoints of tasks this model does not have (app.routes.unsupported)."""
 
 from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Response, get, post, route
 
 from app.context import AppContext
+from app.protocol.system import Health, ServerInfo
 from app.protocol.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from app.routes.unsupported import unsupported_routes
+from app.serving.system import describe_server, health_report, package_version
 from app.serving.tokenize import detokenize, tokenize
-from workers.dispatch import Readiness
 
 
-def package_version() -> str:
-    try:
-        return version("ocrserve")
-    except PackageNotFoundError:
-        return "0+unknown"
+@get("/", summary="What this server is: name, version, served model, backend, where the docs are")
+async def server_info(ctx: AppContext) -> ServerInfo:
+    return describe_server(ctx)
 
 
-@get("/health", summary="200 when the model is ready; 503 while loading or after a failed load")
-async def health(ctx: AppContext) -> Response[dict[str, str]]:
-    status = ctx.dispatcher.status()
-    code = 200 if status.readiness is Readiness.READY else 503
-    return Response({"status": status.readiness.value, "message": status.message}, status_code=code)
+@get("/health", summary="200 when jobs can be taken, else 503; verbose=1 adds the Redis and worker checks")
+async def health(ctx: AppContext, verbose: bool = False) -> Response[Health]:
+    body, status_code = await health_report(ctx, verbose=verbose)
+    return Response(body, status_code=status_code)
 
 
 @route("/ping", http_method=["GET", "POST"], status_code=200)
@@ -58,4 +56,14 @@ async def detokenize_route(data: DetokenizeRequest, ctx: AppContext) -> Detokeni
     return detokenize(ctx, data)
 
 
-system_routes = [health, ping, get_version, load, metrics, tokenize_route, detokenize_route]
+system_routes = [
+    server_info,
+    health,
+    ping,
+    get_version,
+    load,
+    metrics,
+    tokenize_route,
+    detokenize_route,
+    *unsupported_routes,
+]

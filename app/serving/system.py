@@ -1,0 +1,83 @@
+"""GET / and GET /health: what this server is, whether it can take jobs, and the checks behind that."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import redis
+
+from app.context import AppContext
+from app.protocol.system import Health, HealthChecks, RedisCheck, ServerInfo, WorkersCheck
+from ocr_engine.errors import OcrError
+from workers.dispatch import Readiness
+from workers.redis_ping import ping_redis
+
+log = logging.getLogger(__name__)
+
+REDIS_PING_TIMEOUT_S = 2.0
+
+
+def package_version() -> str:
+    try:
+        return version("ocrserve")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def describe_server(ctx: AppContext) -> ServerInfo:
+    return ServerInfo(
+        version=package_version(),
+        model=ctx.settings.model_name,
+        backend="embedded" if ctx.settings.embedded else "celery",
+    )
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def health_report(ctx: AppContext, *, verbose: bool) -> tuple[Health, int]:
+    """The health body and its status code: 200 when jobs can be taken (embedded: the model is loaded; Celery:
+    Redis answers), else 503. The checks of `verbose` add detail; they do not change the code."""
+    status = ctx.dispatcher.status()
+    ready = status.readiness is Readiness.READY
+    body = Health(
+        status=status.readiness.value,
+        message=status.message,
+        model_ready=ready,
+        version=package_version(),
+        timestamp=_utc_now(),
+        checks=await _checks(ctx) if verbose else None,
+    )
+    return body, 200 if ready else 503
+
+
+async def _checks(ctx: AppContext) -> HealthChecks:
+    url = ctx.settings.redis_url
+    return HealthChecks(workers=await _workers_check(ctx), redis=await _redis_check(url) if url else None)
+
+
+async def _redis_check(url: str) -> RedisCheck:
+    try:
+        latency = await ping_redis(url, REDIS_PING_TIMEOUT_S)
+    except (redis.RedisError, OSError) as exc:
+        return RedisCheck(status="error", message=f"cannot reach Redis (OCRSERVE_REDIS_URL): {exc}")
+    return RedisCheck(status="ok", latency_ms=round(latency, 2))
+
+
+async def _workers_check(ctx: AppContext) -> WorkersCheck:
+    """Counts by state only: /health is open to probes, worker hosts and devices are in /v1/devices/status."""
+    try:
+        workers = await ctx.dispatcher.workers()
+    except OcrError as exc:
+        return WorkersCheck(status="error", message=exc.message)
+    except Exception:
+        log.exception("reading the worker registry failed")
+        return WorkersCheck(status="error", message="reading the worker registry failed; see the server log")
+    states = Counter(worker.state for worker in workers)
+    ready = states["ready"]
+    message = f"{ready} of {len(workers)} workers ready" if workers else "no worker has reported"
+    return WorkersCheck(status="ok" if ready else "error", message=message, total=len(workers), states=dict(states))
