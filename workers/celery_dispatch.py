@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 
-from ocr_engine.errors import ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCancelled, JobEvent
 from workers.jobs import JobRecord, JobState
-from workers.redis_store import AsyncJobReader, JobStore
+from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +23,7 @@ log = logging.getLogger(__name__)
 class CeleryDispatcher:
     def __init__(self, redis_url: str, *, retention: int, redelivery_timeout: int) -> None:
         self._url = redis_url
-        location = urlsplit(redis_url)
-        self._where = f"{location.hostname}:{location.port or 6379}"
+        self._where = redis_location(redis_url)
         self._store = JobStore.connect(redis_url, retention)
         self._reader = AsyncJobReader.connect(redis_url)
         self._celery = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
@@ -49,12 +46,21 @@ class CeleryDispatcher:
         return self._status
 
     async def submit(
-        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+        self,
+        request: OcrRequest,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
-        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta)
+        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
         with self._unavailable_as_503():
             await asyncio.to_thread(self._enqueue, record, request)
         return record
+
+    async def queued_pages(self, background: bool) -> int:
+        with self._unavailable_as_503():
+            return await self._reader.queued_pages(background)
 
     def _enqueue(self, record: JobRecord, request: OcrRequest) -> None:
         self._store.create(record, request)
@@ -87,12 +93,8 @@ class CeleryDispatcher:
             await asyncio.to_thread(self._store.delete, job_id)
         return True
 
-    @contextlib.contextmanager
-    def _unavailable_as_503(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError) as exc:
-            raise ServiceUnavailable(f"cannot reach Redis at {self._where} (OCRSERVE_REDIS_URL): {exc}") from exc
+    def _unavailable_as_503(self) -> contextlib.AbstractContextManager[None]:
+        return unavailable_as_503(self._where)
 
     async def _watch_redis(self) -> None:
         """Readiness follows Redis: a worker-less queue still accepts jobs, an unreachable Redis does not."""

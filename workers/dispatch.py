@@ -37,10 +37,20 @@ class Dispatcher(Protocol):
     def status(self) -> EngineStatus: ...
 
     async def submit(
-        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+        self,
+        request: OcrRequest,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
         """Queue a job; its events can be read from the start with `events`. Background jobs may wait behind
-        interactive ones; `meta` is stored with the record as is."""
+        interactive ones; `meta` is stored with the record as is; `job_id` (default: a new one) is for callers
+        that must know the id first."""
+        ...
+
+    async def queued_pages(self, background: bool) -> int:
+        """Pages of the jobs waiting (not yet started) in the background or the interactive queue."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...

@@ -35,6 +35,10 @@ class JobState(StrEnum):
         return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     id: str
     state: JobState = JobState.QUEUED
@@ -49,9 +53,17 @@ class JobRecord(msgspec.Struct, kw_only=True):
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @classmethod
-    def new(cls, pages_total: int, *, background: bool = False, meta: dict[str, Any] | None = None) -> JobRecord:
-        """`meta` is opaque to the job layer: the API keeps what it needs to rebuild its reply there."""
-        return cls(id=uuid.uuid4().hex, pages_total=pages_total, background=background, meta=meta or {})
+    def new(
+        cls,
+        pages_total: int,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """`meta` is opaque to the job layer: the API keeps what it needs to rebuild its reply there. `job_id` is
+        for callers that must know the id before the job exists (admission control reserves a slot under it)."""
+        return cls(id=job_id or new_job_id(), pages_total=pages_total, background=background, meta=meta or {})
 
     def apply(self, event: JobEvent) -> None:
         """Advance the record; events after a terminal state are ignored (a late cancel loses to completion)."""

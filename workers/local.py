@@ -74,14 +74,26 @@ class LocalDispatcher:
         )
 
     async def submit(
-        self, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+        self,
+        request: OcrRequest,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
         self._evict()
-        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta)
+        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
         job = _Job(record=record, request=request)
         self._jobs[job.record.id] = job
         self._queue.put(job.record.id)
         return job.record
+
+    async def queued_pages(self, background: bool) -> int:
+        return sum(
+            job.record.pages_total
+            for job in self._jobs.values()
+            if job.record.state is JobState.QUEUED and job.record.background == background
+        )
 
     async def get(self, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)

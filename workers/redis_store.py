@@ -7,15 +7,18 @@ Text deltas do not change the record and are appended without a transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit
 
 import msgspec
 import redis
 import redis.asyncio as aioredis
 
+from ocr_engine.errors import ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.events import TERMINAL_EVENTS, AnyEvent, JobClaimed, JobEvent, JobRequeued, TextDelta
-from workers.jobs import JobRecord
+from workers.jobs import JobRecord, JobState
 
 PREFIX = "ocrserve:job:"
 _record_decoder = msgspec.msgpack.Decoder(JobRecord)
@@ -44,6 +47,31 @@ def _keys(job_id: str) -> list[str]:
     return [record_key(job_id), request_key(job_id), events_key(job_id), cancel_key(job_id)]
 
 
+def queued_pages_key(background: bool) -> str:
+    """The count of pages waiting in one queue (what admission control's backpressure reads)."""
+    return f"ocrserve:queued-pages:{'background' if background else 'interactive'}"
+
+
+def _count_queued(pipe: redis.client.Pipeline, background: bool, pages: int, ttl: int) -> None:
+    """Add `pages` to a queue's count (negative: take them away). The key lives as long as the newest job
+    counted in it, so a count left by jobs that expired while queued expires with them."""
+    if pages > 0:
+        pipe.incrby(queued_pages_key(background), pages)
+        pipe.expire(queued_pages_key(background), ttl)
+    elif pages < 0:
+        pipe.decrby(queued_pages_key(background), -pages)
+
+
+def _queued_change(before: JobState, pages_before: int, record: JobRecord) -> int:
+    """Pages a state change adds to its queue's count (a job requeued) or takes from it (started, ended)."""
+    was_queued, is_queued = before is JobState.QUEUED, record.state is JobState.QUEUED
+    if was_queued and not is_queued:
+        return -pages_before
+    if is_queued and not was_queued:
+        return record.pages_total
+    return 0
+
+
 class JobStore:
     """Synchronous access, for workers (and for the API's rare writes, from a thread)."""
 
@@ -59,6 +87,8 @@ class JobStore:
         with self.client.pipeline() as pipe:
             pipe.set(request_key(record.id), _encoder.encode(request), ex=self.ttl)
             pipe.set(record_key(record.id), _encoder.encode(record), ex=self.ttl)
+            if record.state is JobState.QUEUED:
+                _count_queued(pipe, record.background, record.pages_total, self.ttl)
             pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -108,9 +138,11 @@ class JobStore:
                     record = _record_decoder.decode(raw)
                     if record.state.terminal or (when is not None and not when(record)):
                         return None
+                    before, pages_before = record.state, record.pages_total
                     record.apply(event)
                     pipe.multi()
                     pipe.set(record_key(job_id), _encoder.encode(record), keepttl=True)
+                    _count_queued(pipe, record.background, _queued_change(before, pages_before, record), self.ttl)
                     pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                     pipe.expire(events_key(job_id), self.ttl)
                     if isinstance(event, TERMINAL_EVENTS):
@@ -160,5 +192,26 @@ class AsyncJobReader:
                 if isinstance(event, TERMINAL_EVENTS):
                     return
 
+    async def queued_pages(self, background: bool) -> int:
+        """Floored at 0: a count whose key expired under a late decrement can fall below."""
+        raw = await self.client.get(queued_pages_key(background))
+        return max(0, int(raw or 0))
+
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def redis_location(url: str) -> str:
+    """`host:port` of a Redis URL, for messages (the URL itself may carry a password)."""
+    location = urlsplit(url)
+    return f"{location.hostname}:{location.port or 6379}"
+
+
+@contextlib.contextmanager
+def unavailable_as_503(where: str) -> Iterator[None]:
+    """A Redis that cannot be reached (at `where`, see redis_location) as ServiceUnavailable: a 503 that names
+    OCRSERVE_REDIS_URL."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError) as exc:
+        raise ServiceUnavailable(f"cannot reach Redis at {where} (OCRSERVE_REDIS_URL): {exc}") from exc

@@ -1,0 +1,287 @@
+"""Admission counters: the sliding request window, job reservations and their pruning, in memory and in a private
+redis-server; and the per-queue counts of waiting pages that backpressure reads (Redis job store, embedded)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from ocr_engine.errors import ModelUnavailable
+from ocr_engine.request import OcrRequest, SamplingParams
+from tests.fixtures import running_redis
+from workers.admission_store import (
+    KEY_PREFIX,
+    RESERVATION_GRACE_S,
+    AdmissionStore,
+    MemoryAdmissionStore,
+    RedisAdmissionStore,
+    is_stale,
+)
+from workers.events import JobCancelled, JobClaimed, JobRequeued, JobStarted
+from workers.jobs import JobRecord, JobState
+from workers.local import LocalDispatcher
+from workers.redis_store import AsyncJobReader, JobStore
+
+TTL = 600
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis(tmp_path_factory.mktemp("redis-admission")) as url:
+        yield url
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Scenario = Callable[[AdmissionStore], Awaitable[None]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def with_store(request: pytest.FixtureRequest) -> Callable[[Scenario], None]:
+    """Runs a scenario against a fresh store of each kind (Redis: a private redis-server for this module)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+    def run(scenario: Scenario) -> None:
+        async def main() -> None:
+            store: AdmissionStore = MemoryAdmissionStore() if url is None else RedisAdmissionStore.connect(url, ttl=TTL)
+            try:
+                await scenario(store)
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+
+    return run
+
+
+def new_client() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------- the request window
+
+
+def test_the_window_admits_the_limit_then_says_when_a_slot_frees(with_store: Callable[[Scenario], None]) -> None:
+    async def scenario(store: AdmissionStore) -> None:
+        client, other = new_client(), new_client()
+        assert [await store.hit(client, 3, 60.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+        wait = await store.hit(client, 3, 60.0)
+        assert 0 < wait <= 60
+        assert await store.hit(client, 3, 60.0) > 0, "a refused request must not reset or free the window"
+        assert await store.hit(other, 3, 60.0) == 0.0, "each client has its own window"
+
+    with_store(scenario)
+
+
+def test_the_memory_window_slides() -> None:
+    clock = FakeClock()
+    store = MemoryAdmissionStore(clock)
+
+    async def at(t: float) -> float:
+        clock.now = 1000.0 + t
+        return await store.hit("c", 3, 60.0)
+
+    async def scenario() -> None:
+        assert [await at(0), await at(10), await at(20)] == [0.0, 0.0, 0.0]
+        assert await at(30) == pytest.approx(30.0)  # the hit at 0 leaves the window at 60
+        assert await at(60.5) == 0.0
+        assert await at(61) == pytest.approx(9.0)  # now the hit at 10 is the oldest
+        assert await at(200) == 0.0
+
+    asyncio.run(scenario())
+
+
+def test_the_memory_store_forgets_idle_clients() -> None:
+    clock = FakeClock()
+    store = MemoryAdmissionStore(clock)
+
+    async def scenario() -> None:
+        for index in range(50):
+            await store.hit(f"client-{index}", 1, 60.0)
+        clock.now += 61
+        await store.hit("last", 1, 60.0)
+        assert set(store._hits) == {"last"}
+
+    asyncio.run(scenario())
+
+
+def test_the_redis_window_slides_and_its_key_expires(redis_url: str) -> None:
+    async def scenario() -> None:
+        store = RedisAdmissionStore.connect(redis_url, ttl=TTL)
+        client = new_client()
+        try:
+            assert await store.hit(client, 2, 1.0) == 0.0
+            assert await store.hit(client, 2, 1.0) == 0.0
+            wait = await store.hit(client, 2, 1.0)
+            assert 0 < wait <= 1.0
+            with redis.Redis.from_url(redis_url) as plain:
+                assert 0 < plain.pttl(f"{KEY_PREFIX}rpm:{client}") <= 1000
+            await asyncio.sleep(wait)
+            for _ in range(50):  # Redis's clock and ours need not tick alike: ask again until it admits
+                if await store.hit(client, 2, 1.0) == 0.0:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the window never freed a slot")
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- job reservations
+
+
+def test_reservations_up_to_the_limit_then_pruned_confirmed_released(
+    with_store: Callable[[Scenario], None],
+) -> None:
+    async def scenario(store: AdmissionStore) -> None:
+        client, other = new_client(), new_client()
+        assert await store.reserve(client, "a", 2)
+        assert await store.reserve(client, "b", 2)
+        assert not await store.reserve(client, "c", 2)
+        held = await store.reservations(client)
+        assert set(held) == {"a", "b"} and all(age is not None and 0 <= age < 5 for age in held.values())
+
+        await store.confirm(client, "a")
+        assert (await store.reservations(client))["a"] is None
+        assert await store.reserve(client, "c", 2, stale=["a"]), "a stale reservation frees its slot"
+        assert set(await store.reservations(client)) == {"b", "c"}
+
+        await store.release(client, "b")
+        await store.confirm(client, "b")  # confirming a released reservation must not bring it back
+        assert set(await store.reservations(client)) == {"c"}
+        assert await store.reserve(other, "x", 1), "each client has its own slots"
+        assert await store.reservations(new_client()) == {}
+
+    with_store(scenario)
+
+
+def test_two_api_processes_never_both_take_the_last_slot(redis_url: str) -> None:
+    """Many reservations at once from two stores (two connection pools, as two API processes have)."""
+
+    async def scenario() -> None:
+        stores = [RedisAdmissionStore.connect(redis_url, ttl=TTL) for _ in range(2)]
+        client = new_client()
+        try:
+            attempts = [stores[i % 2].reserve(client, f"job-{i}", 3) for i in range(40)]
+            assert sum(await asyncio.gather(*attempts)) == 3
+            assert len(await stores[0].reservations(client)) == 3
+            with redis.Redis.from_url(redis_url) as plain:
+                assert 0 < plain.ttl(f"{KEY_PREFIX}jobs:{client}") <= TTL
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_memory_reservations_respect_the_limit() -> None:
+    async def scenario() -> None:
+        store = MemoryAdmissionStore()
+        results = await asyncio.gather(*(store.reserve("c", f"job-{i}", 3) for i in range(40)))
+        assert sum(results) == 3
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "stale"),
+    [
+        (JobState.QUEUED, None, False),
+        (JobState.RUNNING, None, False),
+        (JobState.QUEUED, 5.0, False),
+        (JobState.COMPLETED, None, True),
+        (JobState.FAILED, None, True),
+        (JobState.CANCELLED, 1.0, True),
+        (None, 1.0, False),  # reserved, the job is being created
+        (None, RESERVATION_GRACE_S + 1, True),  # reserved, but its job never appeared
+        (None, None, True),  # confirmed, then deleted or expired
+    ],
+)
+def test_which_reservations_are_stale(state: JobState | None, age: float | None, stale: bool) -> None:
+    record = None if state is None else JobRecord(id="j", state=state)
+    assert is_stale(record, age) is stale
+
+
+# ---------------------------------------------------------------- pages waiting per queue
+
+
+def test_the_redis_job_store_counts_the_pages_waiting_in_each_queue(redis_url: str) -> None:
+    store = JobStore.connect(redis_url, ttl=TTL)
+
+    def queued() -> tuple[int, int]:
+        async def both() -> tuple[int, int]:
+            reader = AsyncJobReader.connect(redis_url)  # the API's reader, on this call's event loop
+            try:
+                return await reader.queued_pages(True), await reader.queued_pages(False)
+            finally:
+                await reader.close()
+
+        return asyncio.run(both())
+
+    request = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
+    try:
+        long_job, short_job, chat = (
+            JobRecord.new(5, background=True),
+            JobRecord.new(2, background=True),
+            JobRecord.new(1),
+        )
+        for record in (long_job, short_job, chat):
+            store.create(record, request)
+        assert queued() == (7, 1)
+        store.append(long_job.id, JobClaimed(worker="w1"))
+        assert queued() == (7, 1), "claiming does not start the job"
+        store.append(long_job.id, JobStarted(pages_total=5))
+        assert queued() == (2, 1)
+        store.append(long_job.id, JobRequeued(worker="w1", reason="lost"))
+        assert queued() == (7, 1), "a requeued job waits again"
+        store.append(short_job.id, JobCancelled())
+        store.append(chat.id, JobStarted(pages_total=1))
+        assert queued() == (5, 0)
+        store.append(short_job.id, JobCancelled())  # already terminal: no change
+        store.append(long_job.id, JobCancelled())
+        assert queued() == (0, 0)
+        assert 0 < store.client.ttl("ocrserve:queued-pages:background") <= TTL
+        store.client.set("ocrserve:queued-pages:interactive", -3)
+        assert queued() == (0, 0), "a count that drifted below zero reads as zero"
+    finally:
+        store.client.close()
+
+
+def test_the_embedded_dispatcher_counts_the_pages_of_queued_jobs(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def load_never() -> None:  # the model "loads" until the test ends, so every job stays queued
+        gate.wait(60)
+        raise ModelUnavailable("the test is over")
+
+    async def scenario() -> None:
+        dispatcher = LocalDispatcher(load_never, model="tiny")
+        await dispatcher.start()
+        try:
+            request = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
+            first = await dispatcher.submit(request, background=True, job_id="chosen-id")
+            assert first.id == "chosen-id"
+            await dispatcher.submit(request, background=True)
+            await dispatcher.submit(request)
+            assert (await dispatcher.queued_pages(True), await dispatcher.queued_pages(False)) == (2, 1)
+            await dispatcher.cancel(first.id)
+            assert await dispatcher.queued_pages(True) == 1
+        finally:
+            gate.set()
+            await dispatcher.close()
+
+    asyncio.run(scenario())
