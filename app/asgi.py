@@ -27,6 +27,7 @@ from app.routes.system import package_version, system_routes
 from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
 from ocr_engine.modes import resolve_mode
+from workers.admission_store import AdmissionStore, MemoryAdmissionStore, RedisAdmissionStore
 from workers.dispatch import Dispatcher
 
 DOCS_ASSETS = "/docs/assets"
@@ -52,6 +53,13 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     return LocalDispatcher(lambda: ModelHost(options), model=settings.model)
 
 
+def build_admission_store(settings: Settings) -> AdmissionStore:
+    """Admission counters where the jobs are: in Redis, shared by every API process, in Celery mode."""
+    if settings.redis_url:
+        return RedisAdmissionStore.connect(settings.redis_url, ttl=settings.job_retention)
+    return MemoryAdmissionStore()
+
+
 def _provide_context(state: State) -> AppContext:
     return state.context
 
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     model = load_model_info(settings.model)
     resolve_mode(model.family, settings.mode, param="OCRSERVE_MODE")
     dispatcher = dispatcher or build_dispatcher(settings)
+    admission = build_admission_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -74,6 +83,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             app.state.context = AppContext(
                 settings=settings,
                 dispatcher=dispatcher,
+                admission=admission,
                 model=model,
                 metrics=Metrics(),
                 http=http,
@@ -84,6 +94,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                 yield
             finally:
                 await dispatcher.close()
+                await admission.close()
 
     # Swagger UI from a packaged copy, not a CDN: on-prem installs are often offline.
     swagger = SwaggerRenderPlugin(

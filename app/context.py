@@ -9,6 +9,7 @@ import httpx
 from app.metrics import Metrics
 from app.settings import Settings
 from ocr_engine.model_info import ModelInfo
+from workers.admission_store import AdmissionStore
 from workers.dispatch import Dispatcher
 
 
@@ -16,6 +17,7 @@ from workers.dispatch import Dispatcher
 class AppContext:
     settings: Settings
     dispatcher: Dispatcher
+    admission: AdmissionStore
     model: ModelInfo
     metrics: Metrics
     http: httpx.AsyncClient

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 import msgspec
 from litestar import Request, Response
@@ -38,14 +39,23 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = dict(headers or {})
 
 
-def error_response(status: int, message: str, type: str, code: str | None = None, param: str | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    type: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     body = ErrorResponse(error=ErrorBody(message=message, type=type, param=param, code=code))
-    return Response(content=body, status_code=status, media_type="application/json")
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
 
 
 def api_error_of_job(error: JobError) -> ApiError:
@@ -58,7 +68,7 @@ def api_error_of_job(error: JobError) -> ApiError:
 
 
 def _handle_api_error(_: Request, exc: ApiError) -> Response:
-    return error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+    return error_response(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
 
 
 def _handle_ocr_error(_: Request, exc: OcrError) -> Response:

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Router, get, post
 
+from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
 from app.errors import ApiError
@@ -16,12 +17,12 @@ from app.serving.chat import create_chat_completion
 from app.serving.completions import create_completion
 
 
-@post("/chat/completions", status_code=200, summary="Chat completion over images and PDFs")
+@post("/chat/completions", status_code=200, summary="Chat completion over images and PDFs", guards=[admit_request])
 async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
     return await create_chat_completion(ctx, data)
 
 
-@post("/completions", status_code=200, summary="Text completion")
+@post("/completions", status_code=200, summary="Text completion", guards=[admit_request])
 async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
     return await create_completion(ctx, data)
 

@@ -6,13 +6,19 @@ from typing import Any
 
 from litestar import Router, delete, get, post
 
+from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
 from app.protocol.responses import ResponseCreateRequest, ResponseDeleted
 from app.serving import responses
 
 
-@post("/responses", status_code=200, summary="Create a response (OCR of images and PDFs), optionally in the background")
+@post(
+    "/responses",
+    status_code=200,
+    summary="Create a response (OCR of images and PDFs), optionally in the background",
+    guards=[admit_request],
+)
 async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
     return await responses.create_response(ctx, data)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from app import admission
 from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
 from app.logging_setup import current_request_id
@@ -109,7 +110,9 @@ async def submit(
         raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
     if request_id := current_request_id():  # the worker logs its job lines with the request's id
         meta = {**(meta or {}), "request_id": request_id}
-    record = await ctx.dispatcher.submit(request, background=background, meta=meta)
+    await admission.check_queue(ctx, max(request.page_total, 1), background=background)
+    async with admission.job_slot(ctx) as job_id:
+        record = await ctx.dispatcher.submit(request, background=background, meta=meta, job_id=job_id)
     log.info("job %s queued: %d pages%s", record.id, record.pages_total, " (background)" if background else "")
     return record
 
