@@ -137,11 +137,15 @@ HELP: dict[str, str] = {
     "heartbeat_interval": "seconds between a worker's heartbeats to the job store (the registry of /v1/devices/status)",
     "worker_timeout": "seconds without a heartbeat before a worker is shown as lost and its running job is requeued",
     "switch_timeout": "seconds POST /v1/devices/switch waits for each worker to move its model",
-    "rate_limit_rpm": "requests per minute per API key (POST chat, completions, responses); 0 = no limit",
-    "max_concurrent_jobs": "jobs queued or running at once per API key; 0 = no limit",
+    "rate_limit_rpm": (
+        "requests per minute per API key, or per client address without keys (POST chat, completions, responses); "
+        "0 = no limit"
+    ),
+    "max_concurrent_jobs": "jobs queued or running at once per API key (or client address); 0 = no limit",
     "max_queued_pages": "pages waiting in the background queue beyond which new background jobs get a 503",
     "max_queued_interactive_pages": (
-        "pages waiting in the interactive queue beyond which new chat/completion requests get a 503"
+        "pages waiting in the interactive queue beyond which new chat, completion and foreground response "
+        "requests get a 503"
     ),
     "max_image_tokens": "most vision tokens per request (all pages together), checked before the job is queued",
     "log_level": "debug, info, warning or error",
