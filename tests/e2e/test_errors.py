@@ -177,7 +177,8 @@ def test_page_selection_out_of_range(http: httpx.Client, server: ServerHandle) -
 def test_too_many_bytes(http: httpx.Client, server: ServerHandle) -> None:
     big = noise_png()
     assert len(big) > 2_000_000
-    assert_error(post_chat(http, image_chat(server, data_url(big, "image/png"))), 400, "OCRSERVE_MAX_DOCUMENT_BYTES")
+    reply = post_chat(http, image_chat(server, data_url(big, "image/png")))
+    assert_error(reply, 400, "OCRSERVE_MAX_DOCUMENT_BYTES", "2,000,000", f"{len(big):,}")
 
 
 def test_too_many_pixels(http: httpx.Client, server: ServerHandle) -> None:
@@ -210,7 +211,7 @@ def test_url_connection_refused(http: httpx.Client, server: ServerHandle) -> Non
 
 def test_url_body_too_large(http: httpx.Client, server: ServerHandle, doc_server) -> None:
     url = f"{doc_server.url}/big.png"
-    assert_error(post_chat(http, image_chat(server, url)), 400, "OCRSERVE_MAX_DOCUMENT_BYTES")
+    assert_error(post_chat(http, image_chat(server, url)), 400, "OCRSERVE_MAX_DOCUMENT_BYTES", "2,000,000")
 
 
 def test_non_http_scheme(http: httpx.Client, server: ServerHandle) -> None:

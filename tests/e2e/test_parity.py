@@ -15,13 +15,16 @@ import pymupdf
 import pytest
 import redis
 
+from ocr_engine.documents import DocumentLimits, document_page_sizes, load_document
 from ocr_engine.image_tokens import ImageGeometry, page_image_tokens
 from ocr_engine.modes import OCR2
 from tests.fixtures import (
     STARTUP_DEADLINE_S,
     ServerHandle,
     data_url,
+    file_message,
     free_port,
+    image_prompt_tokens,
     page_image,
     png_bytes,
     running_redis,
@@ -213,6 +216,32 @@ BIG_PAGE = png_bytes(page_image("A tall scan", size=(1200, 1600)))
 PAGE_TOKENS = page_image_tokens(OCR2, "gundam", 1200, 1600, ImageGeometry())  # 257 + 144 x 6 tiles
 IMAGE_TOKEN_LIMIT = 2 * PAGE_TOKENS
 REQUEST_BYTE_LIMIT = 3_000_000
+
+
+def letter_pdf() -> bytes:
+    document = pymupdf.open()
+    document.new_page(width=612, height=792).insert_text((72, 72), "Letter page")
+    return document.tobytes()
+
+
+def test_counted_image_tokens_are_the_prompt_tokens_the_engine_uses(http: httpx.Client, server: ServerHandle) -> None:
+    """Differences cancel the text tokens: what the limit counts per page is what usage.prompt_tokens reports."""
+    pdf, limits, counted = letter_pdf(), DocumentLimits(), {}
+    for dpi in (50, 72):
+        ((width, height),) = document_page_sizes(load_document(pdf, limits=limits), dpi, limits)
+        counted[dpi] = page_image_tokens(OCR2, "gundam", width, height, ImageGeometry())
+
+    def pdf_prompt_tokens(dpi: int) -> int:
+        body = {"model": server.model, "messages": file_message(pdf), "max_tokens": 1, "ocr": {"dpi": dpi}}
+        reply = http.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["usage"]["prompt_tokens"]
+
+    assert counted[72] > counted[50]  # 792 px is over one 768 px tile, 550 px is not
+    assert pdf_prompt_tokens(72) - pdf_prompt_tokens(50) == counted[72] - counted[50]
+    tiled = image_prompt_tokens(http, server.model, BIG_PAGE)
+    global_only = image_prompt_tokens(http, server.model, BIG_PAGE, mode="base")
+    assert tiled - global_only == PAGE_TOKENS - page_image_tokens(OCR2, "base", 1200, 1600, ImageGeometry())
 
 
 @pytest.fixture(scope="module")
