@@ -110,6 +110,8 @@ def _handle_validation(_: Request, exc: ValidationException) -> Response:
 def _handle_http(_: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return error_response(401, exc.detail, "invalid_request_error", "invalid_api_key")
+    if isinstance(exc, PermissionDeniedException):
+        return error_response(403, exc.detail, "invalid_request_error", "insufficient_permissions")
     if isinstance(exc.__cause__, SerializationException):
         return error_response(
             400, f"the request body is not valid JSON: {exc.detail}", "invalid_request_error", "invalid_json"
@@ -129,8 +131,6 @@ def _handle_too_large(request: Request, _: RequestEntityTooLarge) -> Response:
 
 def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    if isinstance(exc, PermissionDeniedException):
-        return error_response(403, exc.detail, "invalid_request_error", "insufficient_permissions")
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "server_error", "internal_error")
 
 

@@ -5,24 +5,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
 
+from ocr_engine.errors import InvalidInput, ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCancelled, JobEvent
 from workers.jobs import JobRecord, JobState
 from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
+from workers.registry import (
+    SwitchCommand,
+    SwitchResult,
+    WorkerInfo,
+    choose_device,
+    read_workers,
+    send_switch,
+    switch_replies,
+)
 
 log = logging.getLogger(__name__)
 
 
 class CeleryDispatcher:
-    def __init__(self, redis_url: str, *, retention: int, redelivery_timeout: int) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        retention: int,
+        redelivery_timeout: int,
+        worker_timeout: float = 30.0,
+        switch_timeout: float = 300.0,
+    ) -> None:
         self._url = redis_url
+        self._worker_timeout = worker_timeout
+        self._switch_timeout = switch_timeout
         self._where = redis_location(redis_url)
         self._store = JobStore.connect(redis_url, retention)
         self._reader = AsyncJobReader.connect(redis_url)
@@ -92,6 +113,49 @@ class CeleryDispatcher:
         with self._unavailable_as_503():
             await asyncio.to_thread(self._store.delete, job_id)
         return True
+
+    async def workers(self) -> list[WorkerInfo]:
+        with self._unavailable_as_503():
+            return await read_workers(self._reader.client, self._worker_timeout)
+
+    async def switch_device(self, device: str, worker_id: str | None = None) -> list[SwitchResult]:
+        targets = self._switch_targets(await self.workers(), worker_id)
+        for worker in targets:
+            try:
+                choose_device(device, worker.available_devices)
+            except InvalidInput as exc:
+                raise InvalidInput(f"worker {worker.worker_id}: {exc.message}", param="device") from exc
+        command = SwitchCommand(command_id=uuid.uuid4().hex, device=device)
+        with self._unavailable_as_503():
+            await send_switch(self._reader.client, [w.worker_id for w in targets], command)
+            replies = await switch_replies(self._reader.client, command.command_id, len(targets), self._switch_timeout)
+        answered = {reply.worker_id for reply in replies}
+        silent = [
+            SwitchResult(
+                worker_id=worker.worker_id,
+                success=False,
+                previous_device=worker.device.device if worker.device else None,
+                current_device=None,
+                message=f"no answer within {self._switch_timeout:.0f} s (OCRSERVE_SWITCH_TIMEOUT)",
+            )
+            for worker in targets
+            if worker.worker_id not in answered
+        ]
+        return replies + silent
+
+    @staticmethod
+    def _switch_targets(workers: list[WorkerInfo], worker_id: str | None) -> list[WorkerInfo]:
+        """The worker asked for, or every live one; InvalidInput / ServiceUnavailable when there is none."""
+        live = [worker for worker in workers if worker.state != "lost"]
+        if worker_id is None:
+            if not live:
+                raise ServiceUnavailable("no worker is running; start one with `ocrserve worker`")
+            return live
+        known = ", ".join(worker.worker_id for worker in live) or "none"
+        chosen = [worker for worker in live if worker.worker_id == worker_id]
+        if not chosen:
+            raise InvalidInput(f"no live worker {worker_id!r}; live workers: {known}", param="worker")
+        return chosen
 
     def _unavailable_as_503(self) -> contextlib.AbstractContextManager[None]:
         return unavailable_as_503(self._where)

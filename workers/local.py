@@ -132,18 +132,6 @@ class LocalDispatcher:
             if seen == len(job.events):
                 await waiter
 
-    def _emit(self, job: _Job, event: JobEvent) -> None:
-        with self._lock:
-            if job.record.state.terminal:
-                return
-            job.record.apply(event)
-            job.events.append(event)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake, job)
-
-    @staticmethod
-    def _wake(job: _Job) -> None:
-        waiters, job.waiters = job.waiters, []
     async def workers(self) -> list[WorkerInfo]:
         return [self._reporter.snapshot()]
 
@@ -157,8 +145,20 @@ class LocalDispatcher:
         choose_device(device, reporter.host.available_devices())
         return [await asyncio.to_thread(reporter.switch, device)]
 
-        for waiter in waiters:
+    def _emit(self, job: _Job, event: JobEvent) -> None:
         self._reporter.observe(event)
+        with self._lock:
+            if job.record.state.terminal:
+                return
+            job.record.apply(event)
+            job.events.append(event)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, job)
+
+    @staticmethod
+    def _wake(job: _Job) -> None:
+        waiters, job.waiters = job.waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -187,9 +187,11 @@ class LocalDispatcher:
         except Exception as exc:
             self._readiness = Readiness.FAILED
             self._message = exc.message if isinstance(exc, OcrError) else f"model failed to load: {exc}"
+            self._reporter.failed(self._message)
             log.error("model failed to load: %s", self._message, exc_info=not isinstance(exc, OcrError))
             self._fail_queued(JobError(code="model_unavailable", message=self._message))
             return
+        self._reporter.ready(ocr)
         self._readiness, self._message = Readiness.READY, "ready"
         while (job_id := self._queue.get()) is not None:
             job = self._jobs.get(job_id)
@@ -203,5 +205,4 @@ class LocalDispatcher:
                     run_job(job_id, job.request, ocr, emit, job.cancel.is_set, request_id=request_id)
             finally:
                 job.request = None
-        self._reporter.ready(ocr)
                 self._running = None
