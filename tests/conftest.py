@@ -71,6 +71,13 @@ def server(
         yield handle
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for one test module (the modules' keys never meet)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def tiny_v1_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random DeepSeek-OCR (v1) checkpoint in the original on-disk format."""

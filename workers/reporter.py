@@ -51,13 +51,7 @@ class WorkerReporter:
         """Move the hosted model to `requested` after the batch in flight; jobs wait meanwhile, none fail."""
         host = self.host
         if host is None:
-            return SwitchResult(
-                worker_id=self.worker_id,
-                success=False,
-                previous_device=None,
-                current_device=None,
-                message=f"the model is not loaded ({self.message})",
-            )
+            return self._switch_result(False, None, None, f"the model is not loaded ({self.message})")
         before = host.device().device
         self.state, self.message = "switching", f"moving the model to {requested}"
         try:
@@ -66,18 +60,21 @@ class WorkerReporter:
             reason = exc.message if isinstance(exc, OcrError) else str(exc)
             log.warning("device switch to %s failed: %s", requested, reason, exc_info=not isinstance(exc, OcrError))
             now = host.device().device
-            return SwitchResult(
-                worker_id=self.worker_id,
-                success=False,
-                previous_device=before,
-                current_device=now,
-                message=f"could not move the model to {requested}: {reason}; it stays on {now}",
+            return self._switch_result(
+                False, before, now, f"could not move the model to {requested}: {reason}; it stays on {now}"
             )
         finally:
             self.state, self.message = "ready", "ready"
         message = f"already on {current}" if previous == current else f"moved the model from {previous} to {current}"
+        return self._switch_result(True, previous, current, message)
+
+    def _switch_result(self, success: bool, previous: str | None, current: str | None, message: str) -> SwitchResult:
         return SwitchResult(
-            worker_id=self.worker_id, success=True, previous_device=previous, current_device=current, message=message
+            worker_id=self.worker_id,
+            success=success,
+            previous_device=previous,
+            current_device=current,
+            message=message,
         )
 
     @contextmanager

@@ -17,7 +17,6 @@ from tests.fixtures import (
     data_url,
     file_message,
     pdf_bytes,
-    running_redis,
     running_server,
 )
 
@@ -25,12 +24,6 @@ RPM = 6
 SLOTS = 2
 MAX_QUEUED_PAGES = 4
 MAX_QUEUED_INTERACTIVE_PAGES = 2
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_redis(tmp_path_factory.mktemp("redis-admission-e2e")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

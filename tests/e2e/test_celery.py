@@ -22,7 +22,6 @@ from tests.fixtures import (
     data_url,
     free_port,
     pdf_bytes,
-    running_redis,
     running_server,
     running_worker,
     spawn,
@@ -45,12 +44,6 @@ HEARTBEAT_ENV = {"OCRSERVE_HEARTBEAT_INTERVAL": "0.5", "OCRSERVE_WORKER_TIMEOUT"
 WORKER_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": str(REDELIVERY_S), **HEARTBEAT_ENV}
 # Celery's own redelivery far away: a job that completes was handed over by the registry's recovery.
 RECOVERY_ONLY_ENV = {"OCRSERVE_REDELIVERY_TIMEOUT": "3600", **HEARTBEAT_ENV}
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_redis(tmp_path_factory.mktemp("redis-celery")) as url:
-        yield url
 
 
 def pdf_job(pages: int, max_tokens: int) -> OcrRequest:

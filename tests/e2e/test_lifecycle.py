@@ -12,10 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 import torch
 
@@ -34,12 +32,6 @@ from workers.celery_app import BACKGROUND_QUEUE
 from workers.jobs import JobState
 
 GRACE_S = 30
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_redis(tmp_path_factory.mktemp("redis-lifecycle")) as url:
-        yield url
 
 
 def wait_for_exit(process: subprocess.Popen, deadline_s: float) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,6 @@ import redis
 
 from ocr_engine.errors import ModelUnavailable
 from ocr_engine.request import OcrRequest, SamplingParams
-from tests.fixtures import running_redis
 from workers.admission_store import (
     KEY_PREFIX,
     RESERVATION_GRACE_S,
@@ -29,12 +28,6 @@ from workers.local import LocalDispatcher
 from workers.redis_store import AsyncJobReader, JobStore
 
 TTL = 600
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_redis(tmp_path_factory.mktemp("redis-admission")) as url:
-        yield url
 
 
 class FakeClock:
