@@ -10,6 +10,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ocr_engine.results import OcrResult, Usage
+from workers.registry import WorkerInfo
+
+WORKER_STATES = ("loading", "ready", "switching", "failed", "lost")
 
 
 class Metrics:
@@ -46,6 +49,23 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=self.registry,
         )
+        # From the worker registry at each scrape: what the workers themselves report, whichever API they serve.
+        self.workers = Gauge("ocrserve_workers", "Workers by state", ["state"], registry=self.registry)
+        self.worker_pages = Gauge(
+            "ocrserve_worker_pages_per_second",
+            "Pages per second of each worker over the last minute",
+            ["worker", "device"],
+            registry=self.registry,
+        )
+        self.worker_memory_free = Gauge(
+            "ocrserve_worker_device_memory_free_bytes",
+            "Free memory of the device each worker runs on (GPU: as CUDA reports it; CPU: available memory)",
+            ["worker", "device"],
+            registry=self.registry,
+        )
+        self.queued_pages = Gauge(
+            "ocrserve_queued_pages", "Pages waiting in each queue", ["queue"], registry=self.registry
+        )
         # job ids already counted: a job can be seen ending by several readers (a poll, then a stream replay)
         self._counted: OrderedDict[str, None] = OrderedDict()
         self._max_counted = 10_000
@@ -70,8 +90,21 @@ class Metrics:
             self.record_result(len(result.pages), result.usage, (finished_at or time.time()) - created_at)
         return True
 
-    def render(self, queued: int) -> bytes:
+    def render(self, queued: int, queued_pages: dict[str, int], workers: list[WorkerInfo]) -> bytes:
         self.queue_depth.set(queued)
+        for queue, pages in queued_pages.items():
+            self.queued_pages.labels(queue).set(pages)
+        for state in WORKER_STATES:
+            self.workers.labels(state).set(sum(worker.state == state for worker in workers))
+        self.worker_pages.clear()
+        self.worker_memory_free.clear()
+        for worker in workers:
+            if worker.state == "lost" or worker.device is None:
+                continue
+            labels = (worker.worker_id, worker.device.device)
+            self.worker_pages.labels(*labels).set(worker.pages_per_second)
+            if worker.device.memory_free_gb is not None:
+                self.worker_memory_free.labels(*labels).set(worker.device.memory_free_gb * 1024**3)
         return generate_latest(self.registry)
 
 

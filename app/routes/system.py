@@ -9,7 +9,7 @@ from app.context import AppContext
 from app.protocol.system import Health, ServerInfo
 from app.protocol.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from app.routes.unsupported import unsupported_routes
-from app.serving.system import describe_server, health_report, package_version
+from app.serving.system import describe_server, health_report, package_version, render_metrics
 from app.serving.tokenize import detokenize, tokenize
 
 
@@ -42,8 +42,7 @@ async def load(ctx: AppContext) -> dict[str, int]:
 
 @get("/metrics", summary="Prometheus metrics")
 async def metrics(ctx: AppContext) -> Response[bytes]:
-    body = ctx.metrics.render(ctx.dispatcher.status().queued)
-    return Response(body, media_type="text/plain; version=0.0.4")
+    return Response(await render_metrics(ctx), media_type="text/plain; version=0.0.4")
 
 
 @post("/tokenize", status_code=200)

@@ -1,4 +1,4 @@
-"""GET / and GET /health: what this server is, whether it can take jobs, and the checks behind that."""
+"""GET /, GET /health and GET /metrics: what this server is, whether it can take jobs, and how it is doing."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
-import redis
-
 from app.context import AppContext
 from app.protocol.system import Health, HealthChecks, RedisCheck, ServerInfo, WorkersCheck
-from ocr_engine.errors import OcrError
+from ocr_engine.errors import OcrError, ServiceUnavailable
 from workers.dispatch import Readiness
 from workers.redis_ping import ping_redis
 
 log = logging.getLogger(__name__)
 
 REDIS_PING_TIMEOUT_S = 2.0
+QUEUES = ("interactive", "background")
 
 
 def package_version() -> str:
@@ -63,8 +62,8 @@ async def _checks(ctx: AppContext) -> HealthChecks:
 async def _redis_check(url: str) -> RedisCheck:
     try:
         latency = await ping_redis(url, REDIS_PING_TIMEOUT_S)
-    except (redis.RedisError, OSError) as exc:
-        return RedisCheck(status="error", message=f"cannot reach Redis (OCRSERVE_REDIS_URL): {exc}")
+    except ServiceUnavailable as exc:
+        return RedisCheck(status="error", message=exc.message)
     return RedisCheck(status="ok", latency_ms=round(latency, 2))
 
 
@@ -81,3 +80,14 @@ async def _workers_check(ctx: AppContext) -> WorkersCheck:
     ready = states["ready"]
     message = f"{ready} of {len(workers)} workers ready" if workers else "no worker has reported"
     return WorkersCheck(status="ok" if ready else "error", message=message, total=len(workers), states=dict(states))
+
+
+async def render_metrics(ctx: AppContext) -> bytes:
+    """The Prometheus text, with the queues' pages and the worker registry as of now. Without Redis those two
+    are left out rather than failing the scrape: the scrape is how an operator sees the outage."""
+    try:
+        pages = {queue: await ctx.dispatcher.queued_pages(queue == "background") for queue in QUEUES}
+        workers = await ctx.dispatcher.workers()
+    except ServiceUnavailable:
+        pages, workers = {}, []
+    return ctx.metrics.render(ctx.dispatcher.status().queued, pages, workers)

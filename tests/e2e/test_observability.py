@@ -102,3 +102,20 @@ def test_a_polled_background_response_is_counted_once(http: httpx.Client, server
         time.sleep(0.1)
     http.get(f"/v1/responses/{response_id}")  # a second look at a finished job does not count it again
     assert _sample(http.get("/metrics").text, "ocrserve_jobs_total", completed) == before + 1
+
+
+def test_metrics_show_the_worker_registry_and_the_queues(http: httpx.Client, server: ServerHandle, png: bytes) -> None:
+    reply = http.post(
+        "/v1/chat/completions",
+        json={"model": server.model, "messages": image_message(data_url(png, "image/png")), "max_tokens": 3},
+    )
+    assert reply.status_code == 200, reply.text
+    [worker] = http.get("/v1/devices/status").json()["workers"]
+    text = http.get("/metrics").text
+    assert _sample(text, "ocrserve_workers", '{state="ready"}') == 1
+    assert _sample(text, "ocrserve_workers", '{state="lost"}') == 0
+    labels = f'{{device="cpu",worker="{worker["worker_id"]}"}}'
+    assert f"ocrserve_worker_pages_per_second{labels}" in text
+    assert _sample(text, "ocrserve_worker_device_memory_free_bytes", labels) > 0
+    for queue in ("interactive", "background"):
+        assert f'ocrserve_queued_pages{{queue="{queue}"}}' in text
