@@ -103,6 +103,12 @@ def _worker(args: argparse.Namespace) -> None:
     setup_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         sys.exit("ocrserve worker needs OCRSERVE_REDIS_URL (--redis-url)")
+    if not 0 < 3 * settings.heartbeat_interval <= settings.worker_timeout:
+        # fewer than three heartbeats per timeout, and one late beat makes a busy worker look lost
+        sys.exit(
+            "ocrserve worker: OCRSERVE_HEARTBEAT_INTERVAL must be above 0 and at most a third of "
+            f"OCRSERVE_WORKER_TIMEOUT (got {settings.heartbeat_interval:g} and {settings.worker_timeout:g})"
+        )
     if problem := check_redis(settings.redis_url):
         sys.exit(f"ocrserve worker: {problem}")  # before loading the model, and not Celery's endless retries
     run_worker(

@@ -107,7 +107,9 @@ HELP: dict[str, str] = {
     "served_model_name": "model id clients use (default: the value of model)",
     "redis_url": "Redis URL: the API queues jobs for `ocrserve worker` processes; unset = embedded mode",
     "api_keys": "comma-separated keys; when set, /v1/* requires `Authorization: Bearer <key>`",
-    "admin_keys": "comma-separated keys for /v1/devices/*; when api_keys is set, those endpoints require one of them",
+    "admin_keys": (
+        "comma-separated keys for /v1/devices/*; when api_keys or admin_keys is set, those endpoints require one"
+    ),
     "host": "address the HTTP server binds",
     "port": "port the HTTP server listens on",
     "device": "auto (CUDA if available, else CPU), cpu, cuda or cuda:N",
@@ -129,7 +131,8 @@ HELP: dict[str, str] = {
     "job_retention": "seconds a job's record, events and documents are kept in Redis",
     "job_time_limit": "seconds a worker may spend on one job before it is stopped (failed)",
     "redelivery_timeout": (
-        "seconds before a job whose worker died is handed to another worker; keep it above job_time_limit"
+        "seconds before Celery hands out an unacknowledged job again (the backstop when no live worker saw its "
+        "worker die); keep it above job_time_limit"
     ),
     "ngram_size": "repetition guard: n-gram length that may not repeat",
     "ngram_window": "repetition guard: window of recent tokens searched for repeats",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ocr_engine.errors import JobCancelled, LimitExceeded
+from ocr_engine.errors import JobCancelled, LimitExceeded, ModelUnavailable
 from ocr_engine.models.base import ModelAdapter, PreparedSequence
+from ocr_engine.placement import Placement, move_model
 from ocr_engine.repetition import NoRepeatNGramGuard
 from ocr_engine.request import SamplingParams
 from ocr_engine.results import FinishReason
@@ -67,19 +68,25 @@ class OcrEngine:
         return room if params.max_tokens is None else min(params.max_tokens, room)
 
     def move_to(self, device: torch.device, dtype: torch.dtype) -> None:
-        """Move the model to `device` (casting its floating-point weights to `dtype`) between two batches.
-        Buffers keep their dtype: the rotary tables, for one, are computed in fp32 and must stay so."""
+        """Move the model to `device` (floating-point weights cast to `dtype`) between two batches. A move that
+        fails halfway is undone and its error raised; ModelUnavailable when even the undoing fails."""
         with self._turnstile, self._device_lock:
             adapter = self.adapter
-            previous = adapter.device
-            adapter.model.to(device)
-            if dtype != adapter.dtype:
-                for parameter in adapter.model.parameters():
-                    if parameter.is_floating_point():
-                        parameter.data = parameter.data.to(dtype)
+            previous, before = adapter.device, Placement.of(adapter.model)
+            try:
+                move_model(adapter.model, device, dtype)
+            except Exception as exc:
+                try:
+                    before.restore()
+                except Exception as undo:
+                    raise ModelUnavailable(
+                        f"moving the model to {device} failed ({exc}) and so did moving it back ({undo})"
+                    ) from undo
+                raise
+            finally:
+                if previous.type == "cuda" or device.type == "cuda":
+                    torch.cuda.empty_cache()
             adapter.device, adapter.dtype = device, dtype
-            if previous.type == "cuda":
-                torch.cuda.empty_cache()
 
     def generate(
         self,

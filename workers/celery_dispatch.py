@@ -18,15 +18,8 @@ from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCancelled, JobEvent
 from workers.jobs import JobRecord, JobState
 from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
-from workers.registry import (
-    SwitchCommand,
-    SwitchResult,
-    WorkerInfo,
-    choose_device,
-    read_workers,
-    send_switch,
-    switch_replies,
-)
+from workers.registry import SwitchResult, WorkerInfo, choose_device, read_workers
+from workers.switching import SwitchCommand, send_switch, switch_replies
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +31,8 @@ class CeleryDispatcher:
         *,
         retention: int,
         redelivery_timeout: int,
-        worker_timeout: float = 30.0,
-        switch_timeout: float = 300.0,
+        worker_timeout: float,
+        switch_timeout: float,
     ) -> None:
         self._url = redis_url
         self._worker_timeout = worker_timeout
@@ -119,29 +112,27 @@ class CeleryDispatcher:
             return await read_workers(self._reader.client, self._worker_timeout)
 
     async def switch_device(self, device: str, worker_id: str | None = None) -> list[SwitchResult]:
+        """The targets that have the device get the command; the others are reported as not switched. A 400
+        only when none of them has it."""
         targets = self._switch_targets(await self.workers(), worker_id)
+        able, unable = [], []
         for worker in targets:
             try:
                 choose_device(device, worker.available_devices)
+                able.append(worker)
             except InvalidInput as exc:
-                raise InvalidInput(f"worker {worker.worker_id}: {exc.message}", param="device") from exc
+                unable.append((worker, exc.message))
+        if not able:
+            worker, message = unable[0]
+            raise InvalidInput(message if len(unable) == 1 else f"worker {worker.worker_id}: {message}", param="device")
         command = SwitchCommand(command_id=uuid.uuid4().hex, device=device)
         with self._unavailable_as_503():
-            await send_switch(self._reader.client, [w.worker_id for w in targets], command)
-            replies = await switch_replies(self._reader.client, command.command_id, len(targets), self._switch_timeout)
+            await send_switch(self._reader.client, [w.worker_id for w in able], command)
+            replies = await switch_replies(self._reader.client, command.command_id, len(able), self._switch_timeout)
         answered = {reply.worker_id for reply in replies}
-        silent = [
-            SwitchResult(
-                worker_id=worker.worker_id,
-                success=False,
-                previous_device=worker.device.device if worker.device else None,
-                current_device=None,
-                message=f"no answer within {self._switch_timeout:.0f} s (OCRSERVE_SWITCH_TIMEOUT)",
-            )
-            for worker in targets
-            if worker.worker_id not in answered
-        ]
-        return replies + silent
+        timeout = f"no answer within {self._switch_timeout:.0f} s (OCRSERVE_SWITCH_TIMEOUT)"
+        others = [(w, timeout) for w in able if w.worker_id not in answered] + unable
+        return replies + [_not_switched(worker, message) for worker, message in others]
 
     @staticmethod
     def _switch_targets(workers: list[WorkerInfo], worker_id: str | None) -> list[WorkerInfo]:
@@ -175,3 +166,10 @@ class CeleryDispatcher:
                 self._status = EngineStatus(readiness=Readiness.FAILED, message=message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 2.0)
+
+
+def _not_switched(worker: WorkerInfo, message: str) -> SwitchResult:
+    device = worker.device.device if worker.device else None
+    return SwitchResult(
+        worker_id=worker.worker_id, success=False, previous_device=device, current_device=device, message=message
+    )

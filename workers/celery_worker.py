@@ -28,7 +28,7 @@ from workers.recovery import requeue_lost_jobs
 from workers.redis_store import JobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
-from workers.runner import OcrFunction, run_job
+from workers.runner import JobHandedOver, OcrFunction, run_job
 from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -58,24 +58,28 @@ def execute(
     request = store.load_request(job_id)
     if request is None:
         error = JobError(code="input_expired", message="the job's documents expired before a worker took it")
-        store.append(job_id, JobFailed(error=error))
+        store.append(job_id, JobFailed(error=error), owner=reporter.worker_id)
         return
     deadline = time.monotonic() + time_limit
+    me = reporter.worker_id
 
     def cancelled() -> bool:
         if time.monotonic() > deadline:
             raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
-        return store.cancel_requested(job_id)
-
-    def stop_the_process() -> None:
-        message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
-        store.append(job_id, JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
-        log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
-        os._exit(70)
+        cancel, owner = store.cancel_and_owner(job_id)
+        if owner != me:
+            raise JobHandedOver(f"worker {owner or 'none'} holds it now")
+        return cancel
 
     def emit(event: JobEvent) -> None:
         reporter.observe(event)
-        store.append(job_id, event)
+        store.append(job_id, event, owner=me)  # refused once the job was handed to another worker
+
+    def stop_the_process() -> None:
+        message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
+        emit(JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
+        log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
+        os._exit(70)
 
     with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process), reporter.running(job_id):
         run_job(job_id, request, ocr, emit, cancelled, request_id=record.meta.get("request_id"))

@@ -2,21 +2,26 @@
 
 It runs beside the job (the solo pool runs jobs on the main thread), so a worker busy with a long document
 still reports, still answers a switch (which itself waits for the batch in flight), and is never seen as lost.
+Nothing that goes wrong in one round stops the thread: a dead heartbeat would make a working worker look lost.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from workers.registry import SwitchCommand, WorkerRegistry
+from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
+from workers.switching import SwitchCommand, next_command, reply
 
 log = logging.getLogger(__name__)
+# the exit status of a worker whose model was left unusable by a failed device switch
+UNUSABLE_MODEL_EXIT = 70
 
 
 class Heartbeat:
@@ -42,7 +47,7 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        """Report now (the worker's state changed), not at the next interval."""
+        """Report now (the worker's state or job changed), not at the next interval."""
         self.registry.beat(self.reporter.snapshot())
 
     def stop(self) -> None:
@@ -61,9 +66,9 @@ class Heartbeat:
                 self.beat()
                 self.recover()
                 # waiting for a command is also the pause between two heartbeats
-                command = self.registry.next_command(self.reporter.worker_id, self.interval)
-            except redis.RedisError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                command = next_command(self.registry.client, self.reporter.worker_id, self.interval)
+            except Exception as exc:
+                log.warning("heartbeat round failed: %s", exc, exc_info=not isinstance(exc, redis.RedisError))
                 self._stopping.wait(self.interval)
                 continue
             if command is not None:
@@ -73,6 +78,11 @@ class Heartbeat:
         result = self.reporter.switch(command.device)
         try:
             self.beat()
-            self.registry.reply(command.command_id, result)
-        except redis.RedisError as exc:
+            reply(self.registry.client, command.command_id, result)
+        except Exception as exc:
             log.warning("could not report the device switch: %s", exc)
+        if self.reporter.state == "failed":
+            # the model is in no state to run jobs: exit, so the supervisor restarts the worker and the
+            # registry's recovery hands its job to another one
+            log.error("the model is unusable after a failed device switch; exiting")
+            os._exit(UNUSABLE_MODEL_EXIT)

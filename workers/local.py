@@ -133,7 +133,8 @@ class LocalDispatcher:
                 await waiter
 
     async def workers(self) -> list[WorkerInfo]:
-        return [self._reporter.snapshot()]
+        # off the event loop: describing devices reads /proc and asks CUDA
+        return [await asyncio.to_thread(self._reporter.snapshot)]
 
     async def switch_device(self, device: str, worker_id: str | None = None) -> list[SwitchResult]:
         reporter = self._reporter
@@ -142,8 +143,11 @@ class LocalDispatcher:
             raise InvalidInput(message, param="worker")
         if reporter.host is None:
             raise ServiceUnavailable(f"the model is not loaded yet ({reporter.message})")
-        choose_device(device, reporter.host.available_devices())
-        return [await asyncio.to_thread(reporter.switch, device)]
+        choose_device(device, await asyncio.to_thread(reporter.host.available_devices))
+        result = await asyncio.to_thread(reporter.switch, device)
+        if reporter.state == "failed":  # the model could not be put back where it was
+            self._readiness, self._message = Readiness.FAILED, reporter.message
+        return [result]
 
     def _emit(self, job: _Job, event: JobEvent) -> None:
         self._reporter.observe(event)

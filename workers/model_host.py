@@ -42,22 +42,19 @@ class ModelHost:
         return str(self.engine.adapter.dtype).removeprefix("torch.")
 
     def device(self) -> DeviceInfo:
-        return describe(self.engine.adapter.device)
+        return describe(self.engine.adapter.device, in_use=True)
 
     def available_devices(self) -> list[DeviceInfo]:
-        return available_devices()
+        return available_devices(self.engine.adapter.device)
 
     def switch(self, requested: str) -> tuple[str, str]:
         """Move the model to `requested` (`cpu`, `gpu:N`, `auto`) once the batch in flight is done; returns the
         (previous, current) device names. The dtype follows OCRSERVE_DTYPE (`auto`: bf16 on GPU, fp32 on CPU).
-        On failure (out of memory, say) the model goes back where it was and the error propagates."""
+        A failed move (out of memory, say) leaves the model where it was and raises; ModelUnavailable when the
+        model could not be put back either."""
         previous = self.engine.adapter.device
         target = torch_device(choose_device(requested, self.available_devices()))
         dtype = resolve_dtype(self.options.dtype, target)
         log.info("moving the model from %s to %s (%s)", public_name(previous), public_name(target), dtype)
-        try:
-            self.engine.move_to(target, dtype)  # on the same device: a no-op once the batch in flight is done
-        except Exception:
-            self.engine.move_to(previous, resolve_dtype(self.options.dtype, previous))
-            raise
+        self.engine.move_to(target, dtype)  # on the same device: a no-op once the batch in flight is done
         return public_name(previous), public_name(target)

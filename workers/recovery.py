@@ -1,6 +1,8 @@
 """Hand the jobs of lost workers back to the queue, so that another worker completes them.
 
-Every live worker runs this from its heartbeat thread; a claim per (worker, job) makes sure one of them acts.
+Every live worker runs this from its heartbeat thread. The jobs come from the lost worker's job set (kept in
+the same transactions as the records), not from its last report, and the requeue itself is conditional on the
+job still being that worker's: when several workers notice the loss, exactly one requeues each job.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ Resend = Callable[[str, bool], None]
 
 
 def requeue_lost_jobs(registry: WorkerRegistry, store: JobStore, resend: Resend) -> list[str]:
-    """Requeue the job each lost worker was running; returns the ids of the jobs requeued."""
+    """Requeue every job each lost worker held; returns the ids of the jobs requeued here. If the resend
+    fails, the job stays queued and Celery's redelivery of its first message (OCRSERVE_REDELIVERY_TIMEOUT)
+    still starts it."""
     requeued = []
     for worker in registry.workers():
-        job_id = worker.current_job
-        if worker.state != "lost" or job_id is None or not registry.claim_recovery(worker.worker_id, job_id):
+        if worker.state != "lost":
             continue
-        reason = f"worker {worker.worker_id} was lost ({worker.message})"
-        record = store.requeue(job_id, worker.worker_id, reason)
-        if record is None:
-            continue
-        resend(job_id, record.background)
-        requeued.append(job_id)
-        log.warning("job %s: requeued, %s", job_id, reason)
+        for job_id in store.held_by(worker.worker_id):
+            reason = f"worker {worker.worker_id} was lost ({worker.message})"
+            record = store.requeue(job_id, worker.worker_id, reason)
+            if record is None:
+                continue
+            log.warning("job %s: requeued, %s", job_id, reason)
+            resend(job_id, record.background)
+            requeued.append(job_id)
     return requeued

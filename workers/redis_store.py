@@ -43,8 +43,28 @@ def cancel_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:cancel"
 
 
+def owner_key(job_id: str) -> str:
+    """The worker that holds the job now; only it may write the job's events (see `JobStore.append`)."""
+    return f"{PREFIX}{job_id}:owner"
+
+
+def worker_jobs_key(worker_id: str) -> str:
+    """The jobs a worker holds, so that the jobs of a lost worker can be found and handed back."""
+    return f"ocrserve:worker:{worker_id}:jobs"
+
+
 def _keys(job_id: str) -> list[str]:
-    return [record_key(job_id), request_key(job_id), events_key(job_id), cancel_key(job_id)]
+    return [record_key(job_id), request_key(job_id), events_key(job_id), cancel_key(job_id), owner_key(job_id)]
+
+
+# A text delta from the job's owner (ARGV[1]) only: a worker that was declared lost must not write into a job
+# another worker now runs. Deltas skip the record's transaction, so the check is one atomic script.
+_APPEND_IF_OWNER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
 
 
 def queued_pages_key(background: bool) -> str:
@@ -78,6 +98,7 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.client = client
         self.ttl = ttl
+        self._append_if_owner = client.register_script(_APPEND_IF_OWNER)
 
     @classmethod
     def connect(cls, url: str, ttl: int) -> JobStore:
@@ -99,15 +120,29 @@ class JobStore:
         raw = self.client.get(request_key(job_id))
         return None if raw is None else _request_decoder.decode(raw)
 
-    def append(self, job_id: str, event: JobEvent) -> bool:
-        """Add an event; False (and nothing written) when the job is gone or already terminal."""
+    def append(self, job_id: str, event: JobEvent, *, owner: str | None = None) -> bool:
+        """Add an event; False (and nothing written) when the job is gone or already terminal, or when `owner`
+        (a worker) no longer holds the job: it was handed to another worker meanwhile."""
         if isinstance(event, TextDelta):
+            if owner is not None:
+                args = [owner, _encoder.encode(event), self.ttl]
+                return bool(self._append_if_owner(keys=[owner_key(job_id), events_key(job_id)], args=args))
             with self.client.pipeline() as pipe:
                 pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                 pipe.expire(events_key(job_id), self.ttl)
                 pipe.execute()
             return True
-        return self._transition(job_id, event) is not None
+        when = None if owner is None else (lambda record: record.worker == owner)
+        return self._transition(job_id, event, when=when) is not None
+
+    def cancel_and_owner(self, job_id: str) -> tuple[bool, str | None]:
+        """(cancel requested?, the worker holding the job): what a running job checks between decode steps."""
+        cancel, owner = self.client.mget([cancel_key(job_id), owner_key(job_id)])
+        return cancel is not None, None if owner is None else owner.decode()
+
+    def held_by(self, worker_id: str) -> list[str]:
+        """The jobs `worker_id` claimed and has not finished (or lost) yet."""
+        return sorted(member.decode() for member in self.client.smembers(worker_jobs_key(worker_id)))
 
     def claim(self, job_id: str, worker_id: str, is_alive: Callable[[str], bool]) -> JobRecord | None:
         """Take the job for `worker_id`. None when it is gone, finished, or claimed by another worker that is
@@ -139,9 +174,11 @@ class JobStore:
                     if record.state.terminal or (when is not None and not when(record)):
                         return None
                     before, pages_before = record.state, record.pages_total
+                    owner_before = record.worker
                     record.apply(event)
                     pipe.multi()
                     pipe.set(record_key(job_id), _encoder.encode(record), keepttl=True)
+                    self._track_owner(pipe, job_id, owner_before, None if record.state.terminal else record.worker)
                     _count_queued(pipe, record.background, _queued_change(before, pages_before, record), self.ttl)
                     pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                     pipe.expire(events_key(job_id), self.ttl)
@@ -151,6 +188,19 @@ class JobStore:
                     return record
                 except redis.WatchError:
                     continue
+
+    def _track_owner(self, pipe: redis.client.Pipeline, job_id: str, before: str | None, after: str | None) -> None:
+        """Keep the owner key and the workers' job sets in step with the record (in its transaction)."""
+        if before == after:
+            return
+        if before is not None:
+            pipe.srem(worker_jobs_key(before), job_id)
+        if after is None:
+            pipe.delete(owner_key(job_id))
+            return
+        pipe.set(owner_key(job_id), after, ex=self.ttl)
+        pipe.sadd(worker_jobs_key(after), job_id)
+        pipe.expire(worker_jobs_key(after), self.ttl)
 
     def request_cancel(self, job_id: str) -> None:
         self.client.set(cancel_key(job_id), b"1", ex=self.ttl)

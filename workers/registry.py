@@ -1,12 +1,14 @@
 """The worker registry: what each worker reports in its heartbeats, and how readers see it.
 
-A worker (a Celery worker process, or the embedded in-process worker) writes a `WorkerInfo` every
-`heartbeat_interval` seconds. Readers mark a worker whose last heartbeat is older than `worker_timeout` as
-`lost`; the job it was running is handed back to the queue (`workers.recovery`).
+A Celery worker writes a `WorkerInfo` every `heartbeat_interval` seconds, together with an `alive` key that
+expires after its own `worker_timeout`: a worker whose key has expired is `lost` (no clocks of two machines
+compared), and the jobs it held are handed back to the queue (`workers.recovery`). The embedded worker is
+described on demand instead (it lives and dies with the API process).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
@@ -18,8 +20,8 @@ from ocr_engine.errors import InvalidInput
 
 DeviceType = Literal["gpu", "cpu"]
 WorkerState = Literal["loading", "ready", "switching", "failed", "lost"]
+log = logging.getLogger(__name__)
 WORKERS_KEY = "ocrserve:workers"
-COMMAND_TTL_S = 3600
 # Lost workers stay listed for this many worker timeouts, then their entries are dropped.
 LOST_LISTED_TIMEOUTS = 20
 
@@ -55,11 +57,10 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     started_at: float
     last_seen: float
 
-    def seen_as(self, now: float, timeout: float) -> WorkerInfo:
-        """This report as a reader sees it at `now`: `lost` once the last heartbeat is older than `timeout`."""
-        if now - self.last_seen <= timeout:
-            return self
-        return msgspec.structs.replace(self, state="lost", message=f"no heartbeat for {now - self.last_seen:.0f} s")
+    def as_lost(self, now: float) -> WorkerInfo:
+        """This report as readers show it once the worker's heartbeats stopped: its job was handed back."""
+        message = f"no heartbeat since {now - self.last_seen:.0f} s ago"
+        return msgspec.structs.replace(self, state="lost", message=message, jobs_in_flight=0, current_job=None)
 
 
 class SwitchResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,46 +81,42 @@ def choose_device(requested: str, available: list[DeviceInfo]) -> str:
         return next((name for name in names if name.startswith("gpu:")), "cpu")
     if requested not in names:
         raise InvalidInput(
-            f"device {requested!r} is not available; available devices: {', '.join(names)} or auto", param="device"
+            f"device {requested!r} is not available; available devices: {', '.join(names) or 'none'} or auto",
+            param="device",
         )
     return requested
 
 
-class SwitchCommand(msgspec.Struct, frozen=True, kw_only=True):
-    """Sent to one worker's control list; its `SwitchResult` goes to the command's reply list."""
-
-    command_id: str
-    device: str
-
-
-def control_key(worker_id: str) -> str:
-    return f"ocrserve:worker:{worker_id}:control"
-
-
-def reply_key(command_id: str) -> str:
-    return f"ocrserve:switch:{command_id}"
-
-
-def recovered_key(worker_id: str, job_id: str) -> str:
-    return f"ocrserve:worker:{worker_id}:recovered:{job_id}"
+def alive_key(worker_id: str) -> str:
+    return f"ocrserve:worker:{worker_id}:alive"
 
 
 _info_decoder = msgspec.msgpack.Decoder(WorkerInfo)
-_command_decoder = msgspec.msgpack.Decoder(SwitchCommand)
-_result_decoder = msgspec.msgpack.Decoder(SwitchResult)
 _encoder = msgspec.msgpack.Encoder()
 
 
-def _decode_all(raw: dict[bytes, bytes], timeout: float) -> tuple[list[WorkerInfo], list[str]]:
-    """(workers as seen now, ids of entries lost for so long that they should be dropped)."""
+def _decode(worker_id: bytes, blob: bytes) -> WorkerInfo | None:
+    try:
+        return _info_decoder.decode(blob)
+    except msgspec.DecodeError as exc:  # written by another version: skip it, do not fail the whole registry
+        log.warning("unreadable registry entry for worker %s: %s", worker_id.decode(errors="replace"), exc)
+        return None
+
+
+def _as_seen(raw: dict[bytes, bytes], alive: list[int], timeout: float) -> tuple[list[WorkerInfo], list[bytes]]:
+    """(the workers as readers show them, ids of entries lost for so long that they should be dropped)."""
     now = time.time()
     workers, stale = [], []
-    for worker_id, blob in raw.items():
-        info = _info_decoder.decode(blob).seen_as(now, timeout)
-        if now - info.last_seen > LOST_LISTED_TIMEOUTS * timeout:
-            stale.append(worker_id.decode())
-        else:
-            workers.append(info)
+    for (worker_id, blob), is_alive in zip(raw.items(), alive, strict=True):
+        info = _decode(worker_id, blob)
+        if info is None:
+            continue
+        if not is_alive:
+            info = info.as_lost(now)
+            if now - info.last_seen > LOST_LISTED_TIMEOUTS * timeout:
+                stale.append(worker_id)
+                continue
+        workers.append(info)
     workers.sort(key=lambda w: (w.host, w.started_at, w.worker_id))
     return workers, stale
 
@@ -132,59 +129,39 @@ class WorkerRegistry:
         self.timeout = timeout
 
     def beat(self, info: WorkerInfo) -> None:
-        self.client.hset(WORKERS_KEY, info.worker_id, _encoder.encode(info))
+        with self.client.pipeline() as pipe:
+            pipe.hset(WORKERS_KEY, info.worker_id, _encoder.encode(info))
+            pipe.set(alive_key(info.worker_id), b"1", px=int(self.timeout * 1000))
+            pipe.execute()
 
     def remove(self, worker_id: str) -> None:
         """A worker that stops cleanly leaves the registry: it is gone, not lost."""
-        self.client.hdel(WORKERS_KEY, worker_id)
+        with self.client.pipeline() as pipe:
+            pipe.hdel(WORKERS_KEY, worker_id)
+            pipe.delete(alive_key(worker_id))
+            pipe.execute()
 
     def workers(self) -> list[WorkerInfo]:
-        workers, stale = _decode_all(self.client.hgetall(WORKERS_KEY), self.timeout)
+        raw = self.client.hgetall(WORKERS_KEY)
+        with self.client.pipeline(transaction=False) as pipe:
+            for worker_id in raw:
+                pipe.exists(alive_key(worker_id.decode()))
+            alive = pipe.execute()
+        workers, stale = _as_seen(raw, alive, self.timeout)
         if stale:
             self.client.hdel(WORKERS_KEY, *stale)
         return workers
 
     def is_alive(self, worker_id: str) -> bool:
-        blob = self.client.hget(WORKERS_KEY, worker_id)
-        return blob is not None and _info_decoder.decode(blob).seen_as(time.time(), self.timeout).state != "lost"
-
-    def claim_recovery(self, worker_id: str, job_id: str) -> bool:
-        """True for exactly one caller per (lost worker, job): several live workers may notice the loss."""
-        return bool(self.client.set(recovered_key(worker_id, job_id), b"1", nx=True, ex=COMMAND_TTL_S))
-
-    def next_command(self, worker_id: str, timeout: float) -> SwitchCommand | None:
-        """Wait up to `timeout` seconds for a command to this worker."""
-        popped = self.client.blpop([control_key(worker_id)], timeout=timeout)
-        return None if popped is None else _command_decoder.decode(popped[1])
-
-    def reply(self, command_id: str, result: SwitchResult) -> None:
-        with self.client.pipeline() as pipe:
-            pipe.rpush(reply_key(command_id), _encoder.encode(result))
-            pipe.expire(reply_key(command_id), COMMAND_TTL_S)
-            pipe.execute()
+        return bool(self.client.exists(alive_key(worker_id)))
 
 
 async def read_workers(client: aioredis.Redis, timeout: float) -> list[WorkerInfo]:
-    """The registry for the API (read only: dropping stale entries is the workers' job)."""
-    workers, _ = _decode_all(await client.hgetall(WORKERS_KEY), timeout)
-    return workers
-
-
-async def send_switch(client: aioredis.Redis, worker_ids: list[str], command: SwitchCommand) -> None:
+    """The registry for the API (read only: dropping long-lost entries is the workers' job)."""
+    raw = await client.hgetall(WORKERS_KEY)
     async with client.pipeline(transaction=False) as pipe:
-        for worker_id in worker_ids:
-            pipe.rpush(control_key(worker_id), _encoder.encode(command))
-            pipe.expire(control_key(worker_id), COMMAND_TTL_S)
-        await pipe.execute()
-
-
-async def switch_replies(client: aioredis.Redis, command_id: str, count: int, timeout: float) -> list[SwitchResult]:
-    """Up to `count` replies to a switch command, waiting at most `timeout` seconds in all."""
-    deadline = time.monotonic() + timeout
-    replies: list[SwitchResult] = []
-    while len(replies) < count and (left := deadline - time.monotonic()) > 0:
-        # short waits: a blocking call must end well within the client's socket timeout
-        popped = await client.blpop([reply_key(command_id)], timeout=min(max(left, 0.01), 10.0))
-        if popped is not None:
-            replies.append(_result_decoder.decode(popped[1]))
-    return replies
+        for worker_id in raw:
+            pipe.exists(alive_key(worker_id.decode()))
+        alive = await pipe.execute()
+    workers, _ = _as_seen(raw, alive, timeout)
+    return workers

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from ocr_engine.errors import OcrError
+from ocr_engine.errors import ModelUnavailable, OcrError
 from workers.events import JobEvent, PageFinished
 from workers.model_host import ModelHost
 from workers.registry import SwitchResult, WorkerInfo, WorkerState
@@ -40,6 +40,7 @@ class WorkerReporter:
         self.pages_done = 0
         self._page_times: deque[float] = deque()
         self._lock = threading.Lock()
+        self._switching = threading.Lock()  # one move at a time, whoever asks
 
     def ready(self, host: ModelHost) -> None:
         self.host, self.state, self.message = host, "ready", "ready"
@@ -52,18 +53,23 @@ class WorkerReporter:
         host = self.host
         if host is None:
             return self._switch_result(False, None, None, f"the model is not loaded ({self.message})")
-        before = host.device().device
-        self.state, self.message = "switching", f"moving the model to {requested}"
-        try:
-            previous, current = host.switch(requested)
-        except Exception as exc:
-            reason = exc.message if isinstance(exc, OcrError) else str(exc)
-            log.warning("device switch to %s failed: %s", requested, reason, exc_info=not isinstance(exc, OcrError))
-            now = host.device().device
-            return self._switch_result(
-                False, before, now, f"could not move the model to {requested}: {reason}; it stays on {now}"
-            )
-        finally:
+        with self._switching:
+            before = host.device().device
+            self.state, self.message = "switching", f"moving the model to {requested}"
+            try:
+                previous, current = host.switch(requested)
+            except ModelUnavailable as exc:
+                log.error("device switch to %s left the model unusable: %s", requested, exc.message)
+                self.failed(exc.message)
+                return self._switch_result(False, before, None, exc.message)
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, OcrError) else str(exc)
+                log.warning("device switch to %s failed: %s", requested, reason, exc_info=not isinstance(exc, OcrError))
+                self.state, self.message = "ready", "ready"
+                now = host.device().device
+                return self._switch_result(
+                    False, before, now, f"could not move the model to {requested}: {reason}; it stays on {now}"
+                )
             self.state, self.message = "ready", "ready"
         message = f"already on {current}" if previous == current else f"moved the model from {previous} to {current}"
         return self._switch_result(True, previous, current, message)

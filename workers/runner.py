@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 OcrFunction = Callable[[OcrRequest, OcrListener], OcrResult]
 
 
+class JobHandedOver(Exception):
+    """The job was handed to another worker (this one was taken for lost): stop, and write nothing more."""
+
+
 class _EventListener(OcrListener):
     def __init__(self, emit: Callable[[JobEvent], None], cancelled: Callable[[], bool]) -> None:
         self.emit = emit
@@ -81,6 +85,8 @@ def run_job(
         except JobCancelled:
             log.info("job %s (request %s): cancelled", job_id, request_id or "-")
             emit(JobCancelledEvent())
+        except JobHandedOver as exc:
+            log.warning("job %s (request %s): stopped, %s", job_id, request_id or "-", exc)
         except Exception as exc:
             if isinstance(exc, OcrError):
                 log.info("job %s (request %s): failed: %s", job_id, request_id or "-", exc.message)

@@ -40,18 +40,26 @@ def _utc_now() -> str:
 
 async def health_report(ctx: AppContext, *, verbose: bool) -> tuple[Health, int]:
     """The health body and its status code: 200 when jobs can be taken (embedded: the model is loaded; Celery:
-    Redis answers), else 503. The checks of `verbose` add detail; they do not change the code."""
+    Redis answers), else 503. `model_ready` says whether a model can run them now (Celery: a worker is ready).
+    The checks of `verbose` add detail; they do not change the code."""
     status = ctx.dispatcher.status()
     ready = status.readiness is Readiness.READY
     body = Health(
         status=status.readiness.value,
         message=status.message,
-        model_ready=ready,
+        model_ready=ready and (ctx.settings.embedded or await _a_worker_is_ready(ctx)),
         version=package_version(),
         timestamp=_utc_now(),
         checks=await _checks(ctx) if verbose else None,
     )
     return body, 200 if ready else 503
+
+
+async def _a_worker_is_ready(ctx: AppContext) -> bool:
+    try:
+        return any(worker.state == "ready" for worker in await ctx.dispatcher.workers())
+    except OcrError:
+        return False
 
 
 async def _checks(ctx: AppContext) -> HealthChecks:

@@ -6,6 +6,8 @@ flight, move, report) with the CPU as both ends; `gpu:0` does not exist and is r
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -38,16 +40,49 @@ def test_status_lists_the_worker_with_its_device(server: ServerHandle) -> None:
     assert status["backends"] == ["cpu"]
 
 
-def test_switching_between_cpu_and_auto_while_requests_go_on(server: ServerHandle, png: bytes) -> None:
+def stream_chat(server: ServerHandle, png: bytes, first_delta: threading.Event, log: list[tuple[str, float]]) -> str:
+    """A streamed chat long enough to be decoding while the switch is asked for; returns the SSE text."""
+    body = {
+        "model": server.model,
+        "messages": image_message(data_url(png, "image/png")),
+        "max_tokens": 1500,
+        "stream": True,
+    }
+    chunks = []
+    with server.client() as http, http.stream("POST", "/v1/chat/completions", json=body) as reply:
+        assert reply.status_code == 200
+        for line in reply.iter_lines():
+            chunks.append(line)
+            if '"content"' in line:
+                first_delta.set()
+    log.append(("stream done", time.monotonic()))
+    return "\n".join(chunks)
+
+
+def test_a_switch_during_a_stream_waits_for_its_batch_and_the_stream_completes(
+    server: ServerHandle, png: bytes
+) -> None:
+    first_delta, log = threading.Event(), []
+    with ThreadPoolExecutor(max_workers=1) as pool, server.client() as http:
+        stream = pool.submit(stream_chat, server, png, first_delta, log)
+        assert first_delta.wait(120), "the stream never started"
+        log.append(("switch sent", time.monotonic()))
+        reply = http.post("/v1/devices/switch", json={"device": "auto"})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["success"] is True and (body["previous_device"], body["current_device"]) == ("cpu", "cpu")
+        text = stream.result()
+    assert [event for event, _ in sorted(log, key=lambda item: item[1])] == ["switch sent", "stream done"]
+    assert text.rstrip().endswith("data: [DONE]") and '"error"' not in text
+
+
+def test_switching_back_and_forth_while_requests_go_on(server: ServerHandle, png: bytes) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool, server.client() as http:
         requests = [pool.submit(chat, server, png) for _ in range(6)]
         for device in ("cpu", "auto", "cpu"):
             reply = http.post("/v1/devices/switch", json={"device": device})
             assert reply.status_code == 200, reply.text
-            body = reply.json()
-            assert body["success"] is True, body
-            assert (body["previous_device"], body["current_device"]) == ("cpu", "cpu")
-            assert [w["success"] for w in body["workers"]] == [True]
+            assert [w["success"] for w in reply.json()["workers"]] == [True]
         assert [request.result() for request in requests] == [200] * 6
 
 

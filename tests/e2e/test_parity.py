@@ -324,3 +324,13 @@ def test_a_body_over_max_request_bytes_is_a_413_naming_the_limit(limited: tuple[
     message = assert_error(reply, 413, "limit_exceeded")
     assert f"OCRSERVE_MAX_REQUEST_BYTES={REQUEST_BYTE_LIMIT}" in message
     assert queued(client) == before
+
+
+def test_without_a_ready_worker_jobs_queue_but_no_model_is_ready(limited: tuple[ServerHandle, redis.Redis]) -> None:
+    handle, _ = limited
+    with handle.client() as http:
+        reply = http.get("/health", params={"verbose": "1"})
+    assert reply.status_code == 200, "jobs can still be queued"
+    health = reply.json()
+    assert health["status"] == "ready" and health["model_ready"] is False
+    assert health["checks"]["workers"]["total"] == 0

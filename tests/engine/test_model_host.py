@@ -77,3 +77,36 @@ def test_switch_reports_devices_and_refuses_unknown_ones(host):
     failed = reporter.switch("gpu:3")
     assert not failed.success and "gpu:3" in failed.message and failed.current_device == "cpu"
     assert reporter.snapshot().state == "ready"
+
+
+def test_a_move_that_fails_halfway_puts_every_tensor_back(host, monkeypatch):
+    model = host.engine.adapter.model
+    before = {name: (p.device, p.dtype) for name, p in model.named_parameters()}
+
+    def out_of_memory_halfway(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+        parameters = list(model.parameters())
+        for parameter in parameters[: len(parameters) // 2]:
+            parameter.data = parameter.data.to(dtype)
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr("ocr_engine.engine.move_model", out_of_memory_halfway)
+    reporter = WorkerReporter("embedded", "tiny")
+    reporter.ready(host)
+    result = reporter.switch("cpu")
+    assert not result.success and "out of memory" in result.message and result.current_device == "cpu"
+    assert {name: (p.device, p.dtype) for name, p in model.named_parameters()} == before
+    assert reporter.snapshot().state == "ready"
+    assert host(three_page_request(), OcrListener()).pages, "the model still runs"
+
+
+def test_a_model_that_cannot_be_put_back_makes_the_worker_failed(host, monkeypatch):
+    def fail(*_: object) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr("ocr_engine.engine.move_model", fail)
+    monkeypatch.setattr("ocr_engine.placement.Placement.restore", fail)
+    reporter = WorkerReporter("embedded", "tiny")
+    reporter.ready(host)
+    result = reporter.switch("cpu")
+    assert not result.success and "moving it back" in result.message
+    assert reporter.snapshot().state == "failed"

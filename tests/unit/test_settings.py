@@ -22,3 +22,13 @@ def test_flags_override_env_and_bad_values_fail_clearly():
     with pytest.raises(SystemExit, match="invalid setting"):
         settings_from_env({"OCRSERVE_BATCH_SIZE": "many"})
     assert settings.document_limits.max_pages == Settings().max_pages
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("0", "30"), ("15", "30")])
+def test_a_worker_refuses_heartbeats_too_sparse_for_its_timeout(interval, timeout, monkeypatch):
+    from app.cli import main
+
+    monkeypatch.delenv("OCRSERVE_REDIS_URL", raising=False)
+    argv = ["worker", "--redis-url", "redis://127.0.0.1:1/0", "--heartbeat-interval", interval]
+    with pytest.raises(SystemExit, match="OCRSERVE_HEARTBEAT_INTERVAL must be above 0 and at most a third"):
+        main([*argv, "--worker-timeout", timeout])
