@@ -2,7 +2,9 @@
 
 A client is the API key it presents when keys are configured (only a hash of it is kept), else its address.
 The counters live in `ctx.admission`: in memory in embedded mode, in Redis (shared by every API process) in
-Celery mode. The openai SDK retries 429s and 503s after the `Retry-After` these errors carry.
+Celery mode. The openai SDK retries 429s and 503s after the `Retry-After` these errors carry. A request that
+its job slots or its queue refuse is taken out of the request window again: otherwise those retries alone would
+use up the client's requests per minute.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -22,6 +25,7 @@ from litestar.handlers import BaseRouteHandler
 from app.auth import bearer_token
 from app.context import AppContext
 from app.errors import ApiError
+from ocr_engine.errors import ServiceUnavailable
 from workers.admission_store import is_stale
 from workers.jobs import new_job_id
 
@@ -33,6 +37,8 @@ RATE_WINDOW_S = 60.0
 BUSY_RETRY_AFTER_S = 5
 
 _client: ContextVar[str | None] = ContextVar("ocrserve_client", default=None)
+# The request's entry in its client's request window; None when it was not counted (no limit) or given back.
+_hit: ContextVar[str | None] = ContextVar("ocrserve_hit", default=None)
 
 
 def client_id(connection: ASGIConnection) -> str:
@@ -54,14 +60,17 @@ def _too_many(message: str, retry_after: int) -> ApiError:
 
 async def admit_request(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Guard of the routes that create work (POST chat, completions, responses; not polls or cancels): counts
-    the request against OCRSERVE_RATE_LIMIT_RPM, and names its client for `job_slot`."""
+    the request against OCRSERVE_RATE_LIMIT_RPM, and names its client (and its place in the window, for
+    `check_queue` and `job_slot` to give back) for the rest of the request."""
     ctx: AppContext = connection.app.state.context
     client = client_id(connection)
     _client.set(client)
+    _hit.set(None)
     limit = ctx.settings.rate_limit_rpm
     if limit <= 0:
         return
-    wait = await ctx.admission.hit(client, limit, RATE_WINDOW_S)
+    hit_id = uuid.uuid4().hex
+    wait = await ctx.admission.hit(client, hit_id, limit, RATE_WINDOW_S)
     if wait > 0:
         retry_after = max(1, math.ceil(wait))
         log.info("client %s: over %d requests per minute", client, limit)
@@ -70,6 +79,20 @@ async def admit_request(connection: ASGIConnection, _: BaseRouteHandler) -> None
             f"try again in {retry_after} s",
             retry_after,
         )
+    _hit.set(hit_id)
+
+
+async def _give_back_hit(ctx: AppContext) -> None:
+    """Uncount a request that a job slot or a queue refuses. A Redis that fails here only costs the client that
+    request: the refusal it gets stays the same."""
+    client, hit_id = _client.get(), _hit.get()
+    if client is None or hit_id is None:
+        return
+    _hit.set(None)
+    try:
+        await ctx.admission.release_hit(client, hit_id)
+    except ServiceUnavailable as exc:
+        log.warning("client %s: the refused request stays counted: %s", client, exc.message)
 
 
 async def check_queue(ctx: AppContext, pages: int, *, background: bool) -> None:
@@ -82,6 +105,7 @@ async def check_queue(ctx: AppContext, pages: int, *, background: bool) -> None:
         bound, setting = ctx.settings.max_queued_interactive_pages, "OCRSERVE_MAX_QUEUED_INTERACTIVE_PAGES"
     queued = await ctx.dispatcher.queued_pages(background)
     if queued and queued + pages > bound:
+        await _give_back_hit(ctx)
         queue = "background" if background else "interactive"
         raise ApiError(
             503,
@@ -107,6 +131,7 @@ async def job_slot(ctx: AppContext) -> AsyncIterator[str | None]:
     stale = [job_id for (job_id, age), record in zip(held.items(), records, strict=True) if is_stale(record, age)]
     job_id = new_job_id()
     if not await ctx.admission.reserve(client, job_id, limit, stale):
+        await _give_back_hit(ctx)
         log.info("client %s: %d jobs queued or running already", client, limit)
         raise _too_many(
             f"too many jobs in flight: at most {limit} queued or running at once "

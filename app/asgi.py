@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from workers.dispatch import Dispatcher
 
 DOCS_ASSETS = "/docs/assets"
 
+log = logging.getLogger(__name__)
+
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
     """Embedded (a worker thread in this process) unless a Redis URL is set (Celery workers do the work)."""
@@ -57,7 +60,7 @@ def build_admission_store(settings: Settings) -> AdmissionStore:
     """Admission counters where the jobs are: in Redis, shared by every API process, in Celery mode."""
     if settings.redis_url:
         return RedisAdmissionStore.connect(settings.redis_url, ttl=settings.job_retention)
-    return MemoryAdmissionStore()
+    return MemoryAdmissionStore(ttl=settings.job_retention)
 
 
 def _provide_context(state: State) -> AppContext:
@@ -69,12 +72,19 @@ async def openapi_json(request: Request) -> dict:
     return request.app.openapi_schema.to_schema()
 
 
-def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, dispatcher: Dispatcher | None = None, admission: AdmissionStore | None = None
+) -> Litestar:
     settings = settings or settings_from_env()
     model = load_model_info(settings.model)
     resolve_mode(model.family, settings.mode, param="OCRSERVE_MODE")
+    if settings.api_keys and not settings.admin_keys:
+        log.warning(
+            "OCRSERVE_API_KEYS is set but OCRSERVE_ADMIN_KEYS is not: /v1/devices/* answers 403 to every key; "
+            "set OCRSERVE_ADMIN_KEYS to reach them"
+        )
     dispatcher = dispatcher or build_dispatcher(settings)
-    admission = build_admission_store(settings)
+    admission = admission or build_admission_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -93,8 +103,10 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             try:
                 yield
             finally:
-                await dispatcher.close()
-                await admission.close()
+                try:
+                    await dispatcher.close()
+                finally:
+                    await admission.close()
 
     # Swagger UI from a packaged copy, not a CDN: on-prem installs are often offline.
     swagger = SwaggerRenderPlugin(

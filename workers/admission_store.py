@@ -8,9 +8,8 @@ still holds its slot is decided by `is_stale` from the job's record, which the c
 from __future__ import annotations
 
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -21,12 +20,19 @@ from workers.redis_store import redis_location, unavailable_as_503
 # A reserved job whose record does not exist yet keeps its slot this long (the submit between is fast).
 RESERVATION_GRACE_S = 60.0
 KEY_PREFIX = "ocrserve:admission:"
+# How often the memory store looks for clients to forget (each look goes over every client it holds).
+_SWEEP_EVERY_S = 60.0
 
 
 class AdmissionStore(Protocol):
-    async def hit(self, client: str, limit: int, window: float) -> float:
-        """Count a request in the client's sliding window of `window` seconds: 0 when it is admitted, else the
-        seconds until the oldest request counted leaves the window (and the refused request is not counted)."""
+    async def hit(self, client: str, hit_id: str, limit: int, window: float) -> float:
+        """Count a request, under the caller's new `hit_id`, in the client's sliding window of `window` seconds:
+        0 when it is admitted, else the seconds until the oldest request counted leaves the window (and the
+        refused request is not counted)."""
+        ...
+
+    async def release_hit(self, client: str, hit_id: str) -> None:
+        """Take a counted request out of the window again: one that another limit then refused."""
         ...
 
     async def reservations(self, client: str) -> dict[str, float | None]:
@@ -54,63 +60,100 @@ def is_stale(record: JobRecord | None, age: float | None) -> bool:
     return record.state.terminal
 
 
+@dataclass
+class _Slots:
+    """One client's reservations in the memory store."""
+
+    jobs: dict[str, float | None] = field(default_factory=dict)  # job id → reserved at (None: confirmed)
+    last_reserved: float = 0.0
+
+    def live(self, now: float, ttl: float) -> bool:
+        """Whether the client reserved within the retention `ttl` (else every job it reserved has expired)."""
+        return now - self.last_reserved <= ttl
+
+
 class MemoryAdmissionStore:
-    """For one API process. Every method runs on the event loop without awaiting, so each one is atomic."""
+    """For one API process. Every method runs on the event loop without awaiting, so each one is atomic. Like
+    the Redis keys, a client's reservations are forgotten `ttl` seconds (the job retention) after its last one,
+    so the tables only hold the clients of the last window or retention, not every address ever seen."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, ttl: float = 86400.0) -> None:
         self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
-        self._jobs: dict[str, dict[str, float | None]] = {}  # client → job id → reserved at (None: confirmed)
-        self._swept = clock()
+        self._ttl = ttl
+        self._hits: dict[str, dict[str, float]] = {}  # client → hit id → time, oldest first
+        self._slots: dict[str, _Slots] = {}
+        self._hits_swept = self._slots_swept = clock()
 
-    async def hit(self, client: str, limit: int, window: float) -> float:
+    async def hit(self, client: str, hit_id: str, limit: int, window: float) -> float:
         now = self._clock()
-        if now - self._swept > window:
-            self._sweep(now - window)
-        hits = self._hits.setdefault(client, deque())
-        while hits and hits[0] <= now - window:
-            hits.popleft()
+        if now - self._hits_swept > window:
+            self._sweep_hits(now - window)
+        hits = self._hits.setdefault(client, {})
+        while hits and next(iter(hits.values())) <= now - window:
+            del hits[next(iter(hits))]
         if len(hits) >= limit:
-            return hits[0] + window - now
-        hits.append(now)
+            return next(iter(hits.values())) + window - now
+        hits[hit_id] = now
         return 0.0
 
-    def _sweep(self, cutoff: float) -> None:
-        """Forget clients with no request in the window, so the table does not grow with every address seen."""
-        self._hits = {client: hits for client, hits in self._hits.items() if hits and hits[-1] > cutoff}
-        self._swept = self._clock()
+    async def release_hit(self, client: str, hit_id: str) -> None:
+        hits = self._hits.get(client, {})
+        hits.pop(hit_id, None)
+        if not hits:
+            self._hits.pop(client, None)
+
+    def _sweep_hits(self, cutoff: float) -> None:
+        """Forget clients with no request in the window."""
+        self._hits = {
+            client: hits for client, hits in self._hits.items() if hits and next(reversed(hits.values())) > cutoff
+        }
+        self._hits_swept = self._clock()
+
+    def _sweep_slots(self, now: float) -> None:
+        """Forget clients whose last reservation is older than the retention: their jobs have expired since."""
+        if now - self._slots_swept > _SWEEP_EVERY_S:
+            self._slots = {client: slots for client, slots in self._slots.items() if slots.live(now, self._ttl)}
+            self._slots_swept = now
 
     async def reservations(self, client: str) -> dict[str, float | None]:
         now = self._clock()
-        jobs = self._jobs.get(client, {})
-        return {job_id: None if at is None else now - at for job_id, at in jobs.items()}
+        slots = self._slots.get(client)
+        if slots is None or not slots.live(now, self._ttl):
+            return {}
+        return {job_id: None if at is None else now - at for job_id, at in slots.jobs.items()}
 
     async def reserve(self, client: str, job_id: str, limit: int, stale: Collection[str] = ()) -> bool:
-        jobs = self._jobs.setdefault(client, {})
+        now = self._clock()
+        self._sweep_slots(now)
+        slots = self._slots.get(client)
+        if slots is None or not slots.live(now, self._ttl):
+            slots = self._slots[client] = _Slots()
         for stale_id in stale:
-            jobs.pop(stale_id, None)
-        if len(jobs) >= limit:
+            slots.jobs.pop(stale_id, None)
+        if len(slots.jobs) >= limit:
             return False
-        jobs[job_id] = self._clock()
+        slots.jobs[job_id] = slots.last_reserved = now
         return True
 
     async def confirm(self, client: str, job_id: str) -> None:
-        jobs = self._jobs.get(client, {})
-        if job_id in jobs:
-            jobs[job_id] = None
+        slots = self._slots.get(client)
+        if slots is not None and job_id in slots.jobs:
+            slots.jobs[job_id] = None
 
     async def release(self, client: str, job_id: str) -> None:
-        jobs = self._jobs.get(client, {})
-        jobs.pop(job_id, None)
-        if not jobs:
-            self._jobs.pop(client, None)
+        slots = self._slots.get(client)
+        if slots is None:
+            return
+        slots.jobs.pop(job_id, None)
+        if not slots.jobs:
+            del self._slots[client]
 
     async def close(self) -> None:
         pass
 
 
 # KEYS[1]: the client's window, a sorted set of request ids scored by their time (ms, Redis's clock, so API
-# processes on machines with different clocks agree). ARGV: limit, window (ms), a new request id.
+# processes on machines with different clocks agree). ARGV: limit, window (ms), the request's new id.
 # Returns 0 when the request is counted, else the milliseconds until the oldest one leaves the window.
 _HIT = """
 local now = redis.call('TIME')
@@ -170,12 +213,14 @@ class RedisAdmissionStore:
     def _jobs_key(client: str) -> str:
         return f"{KEY_PREFIX}jobs:{client}"
 
-    async def hit(self, client: str, limit: int, window: float) -> float:
+    async def hit(self, client: str, hit_id: str, limit: int, window: float) -> float:
         with unavailable_as_503(self._where):
-            wait_ms = await self._hit(
-                keys=[self._window_key(client)], args=[limit, int(window * 1000), uuid.uuid4().hex]
-            )
+            wait_ms = await self._hit(keys=[self._window_key(client)], args=[limit, int(window * 1000), hit_id])
         return int(wait_ms) / 1000
+
+    async def release_hit(self, client: str, hit_id: str) -> None:
+        with unavailable_as_503(self._where):
+            await self._client.zrem(self._window_key(client), hit_id)
 
     async def reservations(self, client: str) -> dict[str, float | None]:
         with unavailable_as_503(self._where):

@@ -6,22 +6,44 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
+import kombu.exceptions
 import redis
 
 from ocr_engine.errors import InvalidInput, ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
 from workers.dispatch import EngineStatus, Readiness
-from workers.events import JobCancelled, JobEvent
+from workers.events import JobCancelled, JobError, JobEvent, JobFailed
 from workers.jobs import JobRecord, JobState
 from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
 from workers.registry import SwitchResult, WorkerInfo, choose_device, read_workers
 from workers.switching import SwitchCommand, send_switch, switch_replies
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """Await `work` to its end even if the caller is cancelled meanwhile; the cancellation then lands at the
+    caller's next await. A thread cannot be stopped midway: cut short, the caller would think that nothing was
+    done while the thread goes on and does it."""
+    task = asyncio.ensure_future(work)
+    current = asyncio.current_task()
+    assert current is not None, "awaited in a task"
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # unlike shield, raises nothing of the task's own
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            current.uncancel()  # held back, not swallowed: asked again below
+    if cancelled is not None:
+        current.cancel(*cancelled.args)
+    return task.result()
 
 
 class CeleryDispatcher:
@@ -67,9 +89,11 @@ class CeleryDispatcher:
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> JobRecord:
+        """The enqueue runs to its end even if the request is cancelled meanwhile: a job its thread creates keeps
+        the job slot the caller reserved for it (see `_to_the_end`)."""
         record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
         with self._unavailable_as_503():
-            await asyncio.to_thread(self._enqueue, record, request)
+            await _to_the_end(asyncio.to_thread(self._enqueue, record, request))
         return record
 
     async def queued_pages(self, background: bool) -> int:
@@ -77,8 +101,28 @@ class CeleryDispatcher:
             return await self._reader.queued_pages(background)
 
     def _enqueue(self, record: JobRecord, request: OcrRequest) -> None:
+        """Create the record, then send its message. A message that cannot be sent fails the job: no queued
+        record (its pages counted in its queue) is left waiting for a message that never comes."""
         self._store.create(record, request)
-        self._celery.send_task(RUN_JOB_TASK, args=[record.id], task_id=record.id, queue=queue_for(record.background))
+        try:
+            self._celery.send_task(
+                RUN_JOB_TASK, args=[record.id], task_id=record.id, queue=queue_for(record.background)
+            )
+        except Exception as exc:
+            self._fail_unsent(record.id, exc)
+            if isinstance(exc, kombu.exceptions.OperationalError):
+                raise ServiceUnavailable(f"cannot queue the job at {self._where} (OCRSERVE_REDIS_URL): {exc}") from exc
+            raise
+
+    def _fail_unsent(self, job_id: str, exc: Exception) -> None:
+        """Best effort: the Redis that refused the message may refuse this too; the record then expires, and its
+        pages stop counting, at the end of the retention."""
+        log.warning("job %s: its message could not be sent (%s); marking it failed", job_id, exc)
+        error = JobError(code="service_unavailable", message=f"the job could not be queued ({exc}); submit it again")
+        try:
+            self._store.append(job_id, JobFailed(error=error))
+        except (redis.RedisError, OSError) as append_exc:
+            log.warning("job %s: cannot mark it failed either: %s", job_id, append_exc)
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._unavailable_as_503():

@@ -67,29 +67,96 @@ return 1
 """
 
 
-def queued_pages_key(background: bool) -> str:
-    """The count of pages waiting in one queue (what admission control's backpressure reads)."""
-    return f"ocrserve:queued-pages:{'background' if background else 'interactive'}"
+def queued_keys(background: bool) -> tuple[str, str, str]:
+    """The jobs waiting in one queue, what admission control's backpressure reads: a sorted set of job ids scored
+    by when their records expire (ms, Redis's clock), a hash of their pages, and the sum of those pages. Only the
+    scripts below change them, each keeping the sum equal to the hash's pages; reading drops the jobs past their
+    expiry, so a job whose record expired while it waited stops counting with it."""
+    queue = "background" if background else "interactive"
+    return f"ocrserve:queued:{queue}", f"ocrserve:queued:{queue}:pages", f"ocrserve:queued:{queue}:total"
 
 
-def _count_queued(pipe: redis.client.Pipeline, background: bool, pages: int, ttl: int) -> None:
-    """Add `pages` to a queue's count (negative: take them away). The key lives as long as the newest job
-    counted in it, so a count left by jobs that expired while queued expires with them."""
-    if pages > 0:
-        pipe.incrby(queued_pages_key(background), pages)
-        pipe.expire(queued_pages_key(background), ttl)
-    elif pages < 0:
-        pipe.decrby(queued_pages_key(background), -pages)
+# What the queue scripts share. KEYS: a queue's keys (see queued_keys). `leave` takes a job out of the queue and
+# its pages out of the sum, if it is there (twice is once); `tidy` leaves no keys behind an empty queue.
+_QUEUE_LUA = """
+local function leave(id)
+    local pages = redis.call('HGET', KEYS[2], id)
+    if pages then
+        redis.call('HDEL', KEYS[2], id)
+        redis.call('DECRBY', KEYS[3], pages)
+    end
+    redis.call('ZREM', KEYS[1], id)
+end
+local function tidy()
+    if redis.call('HLEN', KEYS[2]) == 0 then
+        redis.call('DEL', KEYS[1], KEYS[3])
+    end
+end
+"""
+# ARGV: job id, its record's expiry (ms), its pages, the keys' time to live (s): each key lives that long past its
+# newest job, longer than any record in it (records live at most that long), so idle keys go without losing a job.
+_ENTER_QUEUE = f"""{_QUEUE_LUA}
+leave(ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('INCRBY', KEYS[3], ARGV[3])
+for _, key in ipairs(KEYS) do
+    redis.call('EXPIRE', key, ARGV[4])
+end
+"""
+# ARGV: job id.
+_LEAVE_QUEUE = f"""{_QUEUE_LUA}
+leave(ARGV[1])
+tidy()
+"""
+# Drops the jobs whose records have expired (Redis expires a key once its time is past: hence the exclusive
+# `(now`) and returns the pages of those left: the cost grows with the jobs that expired, not with the queue.
+_QUEUED_PAGES = f"""{_QUEUE_LUA}
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do
+    leave(id)
+end
+tidy()
+return tonumber(redis.call('GET', KEYS[3]) or '0')
+"""
 
 
-def _queued_change(before: JobState, pages_before: int, record: JobRecord) -> int:
-    """Pages a state change adds to its queue's count (a job requeued) or takes from it (started, ended)."""
-    was_queued, is_queued = before is JobState.QUEUED, record.state is JobState.QUEUED
-    if was_queued and not is_queued:
-        return -pages_before
-    if is_queued and not was_queued:
-        return record.pages_total
-    return 0
+def _redis_now_ms(client: redis.Redis | redis.client.Pipeline) -> int:
+    """Redis's clock, the one that expires keys (a Pipeline answers at once while it WATCHes, before MULTI)."""
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def _enter_queue(pipe: redis.client.Pipeline, record: JobRecord, expires_at_ms: int, ttl: int) -> None:
+    """In the transaction that writes the record (EVAL, not EVALSHA: nothing to load before MULTI)."""
+    keys = queued_keys(record.background)
+    pipe.eval(_ENTER_QUEUE, len(keys), *keys, record.id, expires_at_ms, record.pages_total, ttl)
+
+
+def _leave_queue(pipe: redis.client.Pipeline, job_id: str, background: bool) -> None:
+    keys = queued_keys(background)
+    pipe.eval(_LEAVE_QUEUE, len(keys), *keys, job_id)
+
+
+def _requeued_until(pipe: redis.client.Pipeline, job_id: str, before: JobState, record: JobRecord) -> int | None:
+    """When a change puts a job back in its queue (requeued), its record's expiry; else None. Read while the
+    record is WATCHed, before MULTI; TIME before PTTL, so the entry never outlives the record."""
+    if before is JobState.QUEUED or record.state is not JobState.QUEUED:
+        return None
+    now = _redis_now_ms(pipe)
+    return now + pipe.pttl(record_key(job_id))
+
+
+def _track_queued(
+    pipe: redis.client.Pipeline, before: JobState, record: JobRecord, requeued_until: int | None, ttl: int
+) -> None:
+    """Keep the queues in step with the record's state change: out when the job starts or ends, back in when it
+    is requeued (see `_requeued_until`)."""
+    if before is JobState.QUEUED and record.state is not JobState.QUEUED:
+        _leave_queue(pipe, record.id, record.background)
+    if requeued_until is not None:
+        _enter_queue(pipe, record, requeued_until, ttl)
 
 
 class JobStore:
@@ -105,11 +172,13 @@ class JobStore:
         return cls(redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10), ttl)
 
     def create(self, record: JobRecord, request: OcrRequest) -> None:
+        """Store a new job; a queued one enters its queue with the very expiry of its record."""
+        expires_at = _redis_now_ms(self.client) + self.ttl * 1000
         with self.client.pipeline() as pipe:
-            pipe.set(request_key(record.id), _encoder.encode(request), ex=self.ttl)
-            pipe.set(record_key(record.id), _encoder.encode(record), ex=self.ttl)
+            pipe.set(request_key(record.id), _encoder.encode(request), pxat=expires_at)
+            pipe.set(record_key(record.id), _encoder.encode(record), pxat=expires_at)
             if record.state is JobState.QUEUED:
-                _count_queued(pipe, record.background, record.pages_total, self.ttl)
+                _enter_queue(pipe, record, expires_at, self.ttl)
             pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -173,13 +242,14 @@ class JobStore:
                     record = _record_decoder.decode(raw)
                     if record.state.terminal or (when is not None and not when(record)):
                         return None
-                    before, pages_before = record.state, record.pages_total
+                    before = record.state
                     owner_before = record.worker
                     record.apply(event)
+                    requeued_until = _requeued_until(pipe, job_id, before, record)
                     pipe.multi()
                     pipe.set(record_key(job_id), _encoder.encode(record), keepttl=True)
                     self._track_owner(pipe, job_id, owner_before, None if record.state.terminal else record.worker)
-                    _count_queued(pipe, record.background, _queued_change(before, pages_before, record), self.ttl)
+                    _track_queued(pipe, before, record, requeued_until, self.ttl)
                     pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                     pipe.expire(events_key(job_id), self.ttl)
                     if isinstance(event, TERMINAL_EVENTS):
@@ -209,7 +279,12 @@ class JobStore:
         return bool(self.client.exists(cancel_key(job_id)))
 
     def delete(self, job_id: str) -> None:
-        self.client.delete(*_keys(job_id))
+        """Remove the job's keys and its entry in its queue (either one: the record may be gone already)."""
+        with self.client.pipeline() as pipe:
+            pipe.delete(*_keys(job_id))
+            for background in (False, True):
+                _leave_queue(pipe, job_id, background)
+            pipe.execute()
 
 
 class AsyncJobReader:
@@ -217,6 +292,7 @@ class AsyncJobReader:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self._queued_pages = client.register_script(_QUEUED_PAGES)
 
     @classmethod
     def connect(cls, url: str) -> AsyncJobReader:
@@ -243,9 +319,8 @@ class AsyncJobReader:
                     return
 
     async def queued_pages(self, background: bool) -> int:
-        """Floored at 0: a count whose key expired under a late decrement can fall below."""
-        raw = await self.client.get(queued_pages_key(background))
-        return max(0, int(raw or 0))
+        """Pages of the jobs waiting in the queue whose records have not expired (see `queued_keys`)."""
+        return int(await self._queued_pages(keys=list(queued_keys(background))))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -1,6 +1,7 @@
 """Admission control through real servers and the real openai SDK: the per-key request rate and jobs in flight,
-shared by two API processes on one private redis-server (no worker, so background jobs stay queued); queue
-backpressure; and the in-memory counters of embedded mode."""
+shared by two API processes on one private redis-server (no worker, so background jobs stay queued), and the
+requests these limits refuse, which the rate does not count; queue backpressure; and the in-memory counters of
+embedded mode."""
 
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ MAX_QUEUED_INTERACTIVE_PAGES = 2
 
 @pytest.fixture(scope="module")
 def api_pair(redis_url: str, tiny_checkpoint: Path, server_logs: Path) -> Iterator[tuple[ServerHandle, ServerHandle]]:
-    """Two API processes on the same Redis, with per-key limits; each test uses its own key."""
+    """Two API processes on the same Redis, with per-key limits; each test uses its own key (and leaves no job
+    queued: the background queue is bounded too)."""
     env = {
         "OCRSERVE_REDIS_URL": redis_url,
-        "OCRSERVE_API_KEYS": "rate-key,slots-key",
+        "OCRSERVE_API_KEYS": "rate-key,slots-key,refused-key",
         "OCRSERVE_RATE_LIMIT_RPM": str(RPM),
         "OCRSERVE_MAX_CONCURRENT_JOBS": str(SLOTS),
+        "OCRSERVE_MAX_QUEUED_PAGES": str(MAX_QUEUED_PAGES),
     }
     with ExitStack() as stack:
         first = stack.enter_context(running_server(tiny_checkpoint, server_logs, "admission-api-1", env))
@@ -119,6 +122,31 @@ def test_jobs_in_flight_are_shared_by_two_api_processes(api_pair: tuple[ServerHa
         cancel_queued(first, held)
         first.close()
         second.close()
+
+
+def test_requests_refused_for_slots_or_a_full_queue_do_not_use_up_the_rate(
+    api_pair: tuple[ServerHandle, ServerHandle],
+) -> None:
+    """The openai SDK retries such refusals every few seconds: counted, they would use up the budget, and the
+    client would get the long request-rate wait even after a slot frees."""
+    clients = [sdk(server, "refused-key") for server in api_pair]
+    held: list[str] = []
+    try:
+        held.extend(background(client, server) for client, server in zip(clients, api_pair, strict=True))
+        for index in range(RPM):  # twice as many refusals as the budget has room for
+            client, server = clients[index % 2], api_pair[index % 2]
+            with pytest.raises(openai.RateLimitError) as refused:
+                background(client, server)
+            assert_too_many(refused.value, f"OCRSERVE_MAX_CONCURRENT_JOBS={SLOTS}")
+            with pytest.raises(openai.InternalServerError) as full:
+                background(client, server, pages=MAX_QUEUED_PAGES)
+            assert_queue_full(full.value, f"OCRSERVE_MAX_QUEUED_PAGES={MAX_QUEUED_PAGES}")
+        assert clients[0].responses.cancel(held[0]).status == "cancelled"
+        held.append(background(clients[1], api_pair[1]))  # the freed slot, and the budget still has room
+    finally:
+        cancel_queued(clients[0], held)
+        for client in clients:
+            client.close()
 
 
 @pytest.fixture(scope="module")

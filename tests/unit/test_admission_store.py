@@ -1,12 +1,14 @@
-"""Admission counters: the sliding request window, job reservations and their pruning, in memory and in a private
-redis-server; and the per-queue counts of waiting pages that backpressure reads (Redis job store, embedded)."""
+"""Admission counters: the sliding request window (and requests given back), job reservations and their pruning,
+in memory and in a private redis-server; and the pages waiting per queue that backpressure reads (Redis job store,
+embedded), jobs that expire while they wait included."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,11 @@ from workers.admission_store import (
 from workers.events import JobCancelled, JobClaimed, JobRequeued, JobStarted
 from workers.jobs import JobRecord, JobState
 from workers.local import LocalDispatcher
-from workers.redis_store import AsyncJobReader, JobStore
+from workers.redis_store import AsyncJobReader, JobStore, record_key
 
 TTL = 600
+# the background queue's job ids, their pages, the sum of their pages
+BACKGROUND_KEYS = ("ocrserve:queued:background", "ocrserve:queued:background:pages", "ocrserve:queued:background:total")
 
 
 class FakeClock:
@@ -63,17 +67,40 @@ def new_client() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
+def new_hit() -> str:
+    return uuid.uuid4().hex
+
+
 # ---------------------------------------------------------------- the request window
 
 
 def test_the_window_admits_the_limit_then_says_when_a_slot_frees(with_store: Callable[[Scenario], None]) -> None:
     async def scenario(store: AdmissionStore) -> None:
         client, other = new_client(), new_client()
-        assert [await store.hit(client, 3, 60.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-        wait = await store.hit(client, 3, 60.0)
+        assert [await store.hit(client, new_hit(), 3, 60.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+        wait = await store.hit(client, new_hit(), 3, 60.0)
         assert 0 < wait <= 60
-        assert await store.hit(client, 3, 60.0) > 0, "a refused request must not reset or free the window"
-        assert await store.hit(other, 3, 60.0) == 0.0, "each client has its own window"
+        assert await store.hit(client, new_hit(), 3, 60.0) > 0, "a refused request must not reset or free the window"
+        assert await store.hit(other, new_hit(), 3, 60.0) == 0.0, "each client has its own window"
+
+    with_store(scenario)
+
+
+def test_a_request_given_back_frees_its_place_in_the_window(with_store: Callable[[Scenario], None]) -> None:
+    """What admission control does with a request that a job slot or a queue then refuses."""
+
+    async def scenario(store: AdmissionStore) -> None:
+        client, other = new_client(), new_client()
+        hits = [new_hit() for _ in range(3)]
+        assert [await store.hit(client, hit, 3, 60.0) for hit in hits] == [0.0, 0.0, 0.0]
+        assert await store.hit(other, hits[1], 3, 60.0) == 0.0
+        await store.release_hit(client, hits[1])
+        await store.release_hit(client, hits[1])  # giving back twice frees one place, not two
+        await store.release_hit(client, "never-counted")
+        assert await store.hit(client, new_hit(), 3, 60.0) == 0.0
+        assert await store.hit(client, new_hit(), 3, 60.0) > 0
+        await store.release_hit(other, hits[1])
+        assert [await store.hit(other, new_hit(), 3, 60.0) for _ in range(3)] == [0.0, 0.0, 0.0]
 
     with_store(scenario)
 
@@ -84,7 +111,7 @@ def test_the_memory_window_slides() -> None:
 
     async def at(t: float) -> float:
         clock.now = 1000.0 + t
-        return await store.hit("c", 3, 60.0)
+        return await store.hit("c", new_hit(), 3, 60.0)
 
     async def scenario() -> None:
         assert [await at(0), await at(10), await at(20)] == [0.0, 0.0, 0.0]
@@ -102,10 +129,31 @@ def test_the_memory_store_forgets_idle_clients() -> None:
 
     async def scenario() -> None:
         for index in range(50):
-            await store.hit(f"client-{index}", 1, 60.0)
+            await store.hit(f"client-{index}", new_hit(), 1, 60.0)
         clock.now += 61
-        await store.hit("last", 1, 60.0)
+        await store.hit("last", new_hit(), 1, 60.0)
         assert set(store._hits) == {"last"}
+
+    asyncio.run(scenario())
+
+
+def test_the_memory_store_forgets_the_reservations_of_clients_gone_longer_than_the_retention() -> None:
+    """As the Redis keys expire: every job reserved before has expired by then. Without it the table keeps every
+    address that ever held a job (keyless mode)."""
+    clock = FakeClock()
+    store = MemoryAdmissionStore(clock, ttl=600)
+
+    async def scenario() -> None:
+        for index in range(50):
+            assert await store.reserve(f"client-{index}", "job", 1)
+            await store.confirm(f"client-{index}", "job")
+        clock.now += 300
+        assert await store.reserve("recent", "job", 1)
+        clock.now += 301
+        assert await store.reservations("client-0") == {}
+        assert await store.reserve("last", "job", 1)
+        assert set(store._slots) == {"recent", "last"}
+        assert set(await store.reservations("recent")) == {"job"}
 
     asyncio.run(scenario())
 
@@ -115,15 +163,15 @@ def test_the_redis_window_slides_and_its_key_expires(redis_url: str) -> None:
         store = RedisAdmissionStore.connect(redis_url, ttl=TTL)
         client = new_client()
         try:
-            assert await store.hit(client, 2, 1.0) == 0.0
-            assert await store.hit(client, 2, 1.0) == 0.0
-            wait = await store.hit(client, 2, 1.0)
+            assert await store.hit(client, new_hit(), 2, 1.0) == 0.0
+            assert await store.hit(client, new_hit(), 2, 1.0) == 0.0
+            wait = await store.hit(client, new_hit(), 2, 1.0)
             assert 0 < wait <= 1.0
             with redis.Redis.from_url(redis_url) as plain:
                 assert 0 < plain.pttl(f"{KEY_PREFIX}rpm:{client}") <= 1000
             await asyncio.sleep(wait)
             for _ in range(50):  # Redis's clock and ours need not tick alike: ask again until it admits
-                if await store.hit(client, 2, 1.0) == 0.0:
+                if await store.hit(client, new_hit(), 2, 1.0) == 0.0:
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -212,45 +260,96 @@ def test_which_reservations_are_stale(state: JobState | None, age: float | None,
 # ---------------------------------------------------------------- pages waiting per queue
 
 
-def test_the_redis_job_store_counts_the_pages_waiting_in_each_queue(redis_url: str) -> None:
-    store = JobStore.connect(redis_url, ttl=TTL)
+@pytest.fixture
+def queue_db(redis_url: str) -> Iterator[str]:
+    """A Redis database of this module's server, emptied for each test: its queues start empty."""
+    url = redis_url.rpartition("/")[0] + "/1"
+    with redis.Redis.from_url(url) as plain:
+        plain.flushdb()
+    yield url
 
-    def queued() -> tuple[int, int]:
-        async def both() -> tuple[int, int]:
-            reader = AsyncJobReader.connect(redis_url)  # the API's reader, on this call's event loop
-            try:
-                return await reader.queued_pages(True), await reader.queued_pages(False)
-            finally:
-                await reader.close()
 
-        return asyncio.run(both())
+def queued(url: str) -> tuple[int, int]:
+    """(background, interactive) pages waiting, as the API's reader sees them (on this call's own event loop)."""
 
-    request = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
+    async def both() -> tuple[int, int]:
+        reader = AsyncJobReader.connect(url)
+        try:
+            return await reader.queued_pages(True), await reader.queued_pages(False)
+        finally:
+            await reader.close()
+
+    return asyncio.run(both())
+
+
+REQUEST = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
+
+
+def test_the_redis_job_store_counts_the_pages_waiting_in_each_queue(queue_db: str) -> None:
+    store = JobStore.connect(queue_db, ttl=TTL)
     try:
-        long_job, short_job, chat = (
+        long_job, short_job, chat, deleted = (
             JobRecord.new(5, background=True),
             JobRecord.new(2, background=True),
             JobRecord.new(1),
+            JobRecord.new(4, background=True),
         )
-        for record in (long_job, short_job, chat):
-            store.create(record, request)
-        assert queued() == (7, 1)
+        for record in (long_job, short_job, chat, deleted):
+            store.create(record, REQUEST)
+        assert queued(queue_db) == (11, 1)
+        assert all(0 < store.client.ttl(key) <= TTL for key in BACKGROUND_KEYS)
+        store.delete(deleted.id)
+        assert queued(queue_db) == (7, 1), "a deleted job leaves its queue"
         store.append(long_job.id, JobClaimed(worker="w1"))
-        assert queued() == (7, 1), "claiming does not start the job"
+        assert queued(queue_db) == (7, 1), "claiming does not start the job"
         store.append(long_job.id, JobStarted(pages_total=5))
-        assert queued() == (2, 1)
+        assert queued(queue_db) == (2, 1)
         store.append(long_job.id, JobRequeued(worker="w1", reason="lost"))
-        assert queued() == (7, 1), "a requeued job waits again"
+        assert queued(queue_db) == (7, 1), "a requeued job waits again"
         store.append(short_job.id, JobCancelled())
         store.append(chat.id, JobStarted(pages_total=1))
-        assert queued() == (5, 0)
+        assert queued(queue_db) == (5, 0)
         store.append(short_job.id, JobCancelled())  # already terminal: no change
         store.append(long_job.id, JobCancelled())
-        assert queued() == (0, 0)
-        assert 0 < store.client.ttl("ocrserve:queued-pages:background") <= TTL
-        store.client.set("ocrserve:queued-pages:interactive", -3)
-        assert queued() == (0, 0), "a count that drifted below zero reads as zero"
+        assert queued(queue_db) == (0, 0)
+        assert not any(store.client.exists(key) for key in BACKGROUND_KEYS), "an empty queue leaves no keys"
+        store.delete(short_job.id)  # a job that left its queue before: nothing more to take away
+        assert queued(queue_db) == (0, 0)
     finally:
+        store.client.close()
+
+
+def wait_until_expired(store: JobStore, job_ids: list[str]) -> None:
+    """Until Redis has expired the jobs' records (a few seconds at most: the store's ttl is that short)."""
+    for _ in range(200):
+        if not any(store.client.exists(record_key(job_id)) for job_id in job_ids):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the records never expired")
+
+
+def test_jobs_whose_records_expire_while_they_wait_stop_counting(queue_db: str) -> None:
+    """A worker outage longer than the retention: jobs that expired in the queue must not hold it full while newer
+    jobs keep arriving (a count whose key each new job keeps alive never loses their pages)."""
+    brief, store = JobStore.connect(queue_db, ttl=2), JobStore.connect(queue_db, ttl=TTL)
+    try:
+        waited, requeued = JobRecord.new(5, background=True), JobRecord.new(3, background=True)
+        for record in (waited, requeued):
+            brief.create(record, REQUEST)
+        brief.append(requeued.id, JobStarted(pages_total=3))
+        brief.append(requeued.id, JobRequeued(worker="w1", reason="lost"))
+        fresh = JobRecord.new(1, background=True)
+        store.create(fresh, REQUEST)
+        wait_until_expired(store, [waited.id, requeued.id])
+        assert queued(queue_db) == (1, 0)
+        store.delete(waited.id)  # dropped already: deleting it takes nothing more away
+        assert queued(queue_db) == (1, 0)
+        store.create(JobRecord.new(2, background=True), REQUEST)
+        assert queued(queue_db) == (3, 0)
+        jobs, pages, _ = BACKGROUND_KEYS
+        assert store.client.zcard(jobs) == store.client.hlen(pages) == 2, "expired jobs are dropped, not kept"
+    finally:
+        brief.client.close()
         store.client.close()
 
 
