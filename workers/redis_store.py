@@ -93,11 +93,14 @@ local function tidy()
     end
 end
 """
-# ARGV: job id, its record's expiry (ms), its pages, the keys' time to live (s): each key lives that long past its
-# newest job, longer than any record in it (records live at most that long), so idle keys go without losing a job.
+# ARGV: job id, the ms its record has left to live, its pages, the keys' time to live (s): each key lives that
+# long past its newest job, longer than any record in it (records live at most that long), so idle keys go
+# without losing a job. The expiry is reckoned on Redis's clock here, in the record's own transaction.
 _ENTER_QUEUE = f"""{_QUEUE_LUA}
+local now = redis.call('TIME')
+local expires_at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
 leave(ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[1], expires_at, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('INCRBY', KEYS[3], ARGV[3])
 for _, key in ipairs(KEYS) do
@@ -122,16 +125,11 @@ return tonumber(redis.call('GET', KEYS[3]) or '0')
 """
 
 
-def _redis_now_ms(client: redis.Redis | redis.client.Pipeline) -> int:
-    """Redis's clock, the one that expires keys (a Pipeline answers at once while it WATCHes, before MULTI)."""
-    seconds, micros = client.time()
-    return seconds * 1000 + micros // 1000
-
-
-def _enter_queue(pipe: redis.client.Pipeline, record: JobRecord, expires_at_ms: int, ttl: int) -> None:
-    """In the transaction that writes the record (EVAL, not EVALSHA: nothing to load before MULTI)."""
+def _enter_queue(pipe: redis.client.Pipeline, record: JobRecord, lives_ms: int, ttl: int) -> None:
+    """In the transaction that writes the record (EVAL, not EVALSHA: nothing to load before MULTI); `lives_ms`:
+    what the record has left to live."""
     keys = queued_keys(record.background)
-    pipe.eval(_ENTER_QUEUE, len(keys), *keys, record.id, expires_at_ms, record.pages_total, ttl)
+    pipe.eval(_ENTER_QUEUE, len(keys), *keys, record.id, lives_ms, record.pages_total, ttl)
 
 
 def _leave_queue(pipe: redis.client.Pipeline, job_id: str, background: bool) -> None:
@@ -140,12 +138,11 @@ def _leave_queue(pipe: redis.client.Pipeline, job_id: str, background: bool) -> 
 
 
 def _requeued_until(pipe: redis.client.Pipeline, job_id: str, before: JobState, record: JobRecord) -> int | None:
-    """When a change puts a job back in its queue (requeued), its record's expiry; else None. Read while the
-    record is WATCHed, before MULTI; TIME before PTTL, so the entry never outlives the record."""
+    """When a change puts a job back in its queue (requeued), the ms its record has left to live; else None.
+    Read while the record is WATCHed, before MULTI."""
     if before is JobState.QUEUED or record.state is not JobState.QUEUED:
         return None
-    now = _redis_now_ms(pipe)
-    return now + pipe.pttl(record_key(job_id))
+    return pipe.pttl(record_key(job_id))
 
 
 def _track_queued(
@@ -173,12 +170,11 @@ class JobStore:
 
     def create(self, record: JobRecord, request: OcrRequest) -> None:
         """Store a new job; a queued one enters its queue with the very expiry of its record."""
-        expires_at = _redis_now_ms(self.client) + self.ttl * 1000
         with self.client.pipeline() as pipe:
-            pipe.set(request_key(record.id), _encoder.encode(request), pxat=expires_at)
-            pipe.set(record_key(record.id), _encoder.encode(record), pxat=expires_at)
+            pipe.set(request_key(record.id), _encoder.encode(request), ex=self.ttl)
+            pipe.set(record_key(record.id), _encoder.encode(record), ex=self.ttl)
             if record.state is JobState.QUEUED:
-                _enter_queue(pipe, record, expires_at, self.ttl)
+                _enter_queue(pipe, record, self.ttl * 1000, self.ttl)
             pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
