@@ -20,6 +20,7 @@ from workers.events import JobCancelled, JobError, JobEvent, JobFailed
 from workers.jobs import JobRecord, JobState
 from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
 from workers.registry import SwitchResult, WorkerInfo, choose_device, read_workers
+from workers.replays import ReplayFilter
 from workers.switching import SwitchCommand, send_switch, switch_replies
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,12 @@ class CeleryDispatcher:
             return await self._reader.get(job_id)
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """The job's events, a rerun's repeated text left out (see workers.replays)."""
+        once = ReplayFilter()
         with self._unavailable_as_503():
             async for event in self._reader.events(job_id):
-                yield event
+                if (kept := once(event)) is not None:
+                    yield kept
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         record = await self.get(job_id)

@@ -31,7 +31,7 @@ from tests.fixtures import (
 from workers.celery_dispatch import CeleryDispatcher
 from workers.celery_worker import execute
 from workers.engine_options import EngineOptions
-from workers.events import JobCancelled
+from workers.events import JobCancelled, JobEvent, JobRequeued, JobStarted, TextDelta
 from workers.jobs import JobRecord, JobState
 from workers.model_host import ModelHost
 from workers.redis_store import JobStore
@@ -77,6 +77,23 @@ class Api:
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.loop.run_until_complete(self.dispatcher.get(job_id))
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        async def read() -> list[JobEvent]:
+            return [event async for event in self.dispatcher.events(job_id)]
+
+        return self.loop.run_until_complete(read())
+
+    def wait_for_text(self, job_id: str) -> None:
+        """Until the job has streamed its first text (a worker is decoding it)."""
+
+        async def first_text() -> None:
+            async for event in self.dispatcher.events(job_id):
+                if isinstance(event, TextDelta) and event.text:
+                    return
+            raise AssertionError("the job ended without text")
+
+        self.loop.run_until_complete(asyncio.wait_for(first_text(), 180))
 
     def forget_workers(self) -> None:
         with redis.Redis.from_url(self.redis_url) as client:
@@ -163,6 +180,7 @@ def test_the_registry_lists_live_workers_and_hands_a_lost_workers_job_to_another
             assert worker.started_at <= worker.last_seen
 
         job = api.submit(pdf_job(pages=3, max_tokens=1500))
+        api.wait_for_text(job.id)
         running = wait_until(api.in_state(job.id, JobState.RUNNING), "the job to start")
         owner = next(w for w in api.workers() if w.worker_id == running.worker)
         victim, rescuer = (first, second) if owner.pid == first.pid else (second, first)
@@ -174,6 +192,11 @@ def test_the_registry_lists_live_workers_and_hands_a_lost_workers_job_to_another
         record = wait_until(api.in_state(job.id, JobState.COMPLETED), "the requeued job to complete")
         assert record.worker != owner.worker_id
         assert record.result is not None and [page.index for page in record.result.pages] == [0, 1, 2]
+        events = api.events(job.id)
+        assert any(isinstance(event, JobRequeued) for event in events), "the job was handed over, not redelivered"
+        assert sum(isinstance(event, JobStarted) for event in events) == 1
+        streamed = "".join(event.text for event in events if isinstance(event, TextDelta))
+        assert streamed == record.result.text, "a stream shows the text once, not the lost run's again"
 
         def survivor_report() -> WorkerInfo | None:  # its next heartbeat counts the pages
             survivor = next(w for w in api.workers() if w.pid == rescuer.pid)
