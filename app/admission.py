@@ -27,6 +27,7 @@ from app.context import AppContext
 from app.errors import ApiError
 from ocr_engine.errors import ServiceUnavailable
 from workers.admission_store import is_stale
+from workers.dispatch import Readiness
 from workers.jobs import new_job_id
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,14 @@ async def _give_back_hit(ctx: AppContext) -> None:
         await ctx.admission.release_hit(client, hit_id)
     except ServiceUnavailable as exc:
         log.warning("client %s: the refused request stays counted: %s", client, exc.message)
+
+
+async def check_engine(ctx: AppContext) -> None:
+    """503 while the model cannot run (a failed load, Redis unreachable); the request is not counted."""
+    status = ctx.dispatcher.status()
+    if status.readiness is Readiness.FAILED:
+        await _give_back_hit(ctx)
+        raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
 
 
 async def check_queue(ctx: AppContext, pages: int, *, background: bool) -> None:

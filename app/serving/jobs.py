@@ -20,7 +20,6 @@ from app.serving.inputs import ParamOf, chat_param, resolve_chat
 from ocr_engine.modes import resolve_mode
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
 from ocr_engine.results import OcrResult
-from workers.dispatch import Readiness
 from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
 from workers.jobs import JobRecord, JobState
 
@@ -105,9 +104,7 @@ async def build_request(
 async def submit(
     ctx: AppContext, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
 ) -> JobRecord:
-    status = ctx.dispatcher.status()
-    if status.readiness is Readiness.FAILED:
-        raise ApiError(503, status.message, type="service_unavailable_error", code="model_unavailable")
+    await admission.check_engine(ctx)
     if request_id := current_request_id():  # the worker logs its job lines with the request's id
         meta = {**(meta or {}), "request_id": request_id}
     await admission.check_queue(ctx, max(request.page_total, 1), background=background)

@@ -5,6 +5,8 @@ embedded mode."""
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,11 +16,16 @@ import openai
 import pytest
 
 from tests.fixtures import (
+    SERVED_NAME,
+    STARTUP_DEADLINE_S,
     ServerHandle,
     data_url,
     file_message,
+    free_port,
     pdf_bytes,
     running_server,
+    spawn,
+    stop_process,
 )
 
 RPM = 6
@@ -208,3 +215,29 @@ def test_embedded_mode_limits_requests_in_memory(embedded: ServerHandle) -> None
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(model=embedded.model, messages=[{"role": "user", "content": "Hi"}])
     assert_too_many(refused.value, "OCRSERVE_RATE_LIMIT_RPM=3")
+
+
+def test_requests_refused_while_the_model_cannot_load_do_not_use_up_the_rate(
+    tiny_checkpoint: Path, server_logs: Path, tmp_path: Path
+) -> None:
+    broken = Path(shutil.copytree(tiny_checkpoint, tmp_path / "broken"))
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    port = free_port()
+    process = spawn("serve", broken, port, server_logs / "admission-broken.log", {"OCRSERVE_RATE_LIMIT_RPM": "2"})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + STARTUP_DEADLINE_S
+            while True:
+                try:
+                    if http.get("/health").json().get("status") == "failed":
+                        break
+                except httpx.TransportError:
+                    pass  # not listening yet
+                assert time.monotonic() < deadline, "the broken model never failed to load"
+                time.sleep(0.25)
+            body = {"model": SERVED_NAME, "prompt": "Hi", "max_tokens": 1}
+            codes = [http.post("/v1/completions", json=body).status_code for _ in range(4)]
+    finally:
+        stop_process(process)
+    assert codes == [503] * 4, "503s while the model is unavailable are not counted against the rate of 2"
