@@ -153,7 +153,7 @@ def run_worker(
         def run_job_task(job_id: str) -> None:
             execute(job_id, store, host, time_limit=time_limit, reporter=reporter, registry=registry)
 
-        log.info("worker %s ready: model %s on %s", reporter.worker_id, options.model, host.device().device)
+        log.info("worker %s ready: model %s on %s", reporter.worker_id, options.model, host.device_name)
         app.worker_main(
             [
                 "worker",

@@ -47,7 +47,7 @@ def _gpu_memory(index: int, in_use: bool) -> tuple[int, int | None]:
         return total, None
 
 
-def describe(device: torch.device, *, in_use: bool = False) -> DeviceInfo:
+def _describe(device: torch.device, *, in_use: bool = False) -> DeviceInfo:
     """The device with its memory right now (GPU: see `_gpu_memory`; CPU: the OS's available memory)."""
     if device.type == "cuda":
         index = device.index or 0
@@ -76,7 +76,7 @@ def available_devices(current: torch.device) -> list[DeviceInfo]:
     """Every device of this machine the model could run on, the CPU first; `current` is the model's."""
     gpus = [torch.device("cuda", i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     in_use = public_name(current)
-    return [describe(torch.device("cpu")), *(describe(gpu, in_use=public_name(gpu) == in_use) for gpu in gpus)]
+    return [_describe(torch.device("cpu")), *(_describe(gpu, in_use=public_name(gpu) == in_use) for gpu in gpus)]
 
 
 def torch_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@ from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult
-from workers.devices import available_devices, describe, public_name, torch_device
+from workers.devices import available_devices, public_name, torch_device
 from workers.engine_options import EngineOptions
 from workers.registry import DeviceInfo, choose_device
 
@@ -41,10 +41,13 @@ class ModelHost:
     def dtype(self) -> str:
         return str(self.engine.adapter.dtype).removeprefix("torch.")
 
-    def device(self) -> DeviceInfo:
-        return describe(self.engine.adapter.device, in_use=True)
+    @property
+    def device_name(self) -> str:
+        """`cpu` or `gpu:N`: where the model is now."""
+        return public_name(self.engine.adapter.device)
 
     def available_devices(self) -> list[DeviceInfo]:
+        """Every device of this machine, the model's own among them (described once per call)."""
         return available_devices(self.engine.adapter.device)
 
     def switch(self, requested: str) -> tuple[str, str]:

@@ -54,7 +54,7 @@ class WorkerReporter:
         if host is None:
             return self._switch_result(False, None, None, f"the model is not loaded ({self.message})")
         with self._switching:
-            before = host.device().device
+            before = host.device_name
             self.state, self.message = "switching", f"moving the model to {requested}"
             try:
                 previous, current = host.switch(requested)
@@ -66,7 +66,7 @@ class WorkerReporter:
                 reason = exc.message if isinstance(exc, OcrError) else str(exc)
                 log.warning("device switch to %s failed: %s", requested, reason, exc_info=not isinstance(exc, OcrError))
                 self.state, self.message = "ready", "ready"
-                now = host.device().device
+                now = host.device_name
                 return self._switch_result(
                     False, before, now, f"could not move the model to {requested}: {reason}; it stays on {now}"
                 )
@@ -107,6 +107,8 @@ class WorkerReporter:
 
     def snapshot(self) -> WorkerInfo:
         host, current = self.host, self.current_job
+        devices = host.available_devices() if host else []
+        device = next((d for d in devices if host and d.device == host.device_name), None)
         return WorkerInfo(
             worker_id=self.worker_id,
             host=self.host_name,
@@ -116,9 +118,9 @@ class WorkerReporter:
             family=host.family if host else None,
             state=self.state,
             message=self.message,
-            device=host.device() if host else None,
+            device=device,
             dtype=host.dtype if host else None,
-            available_devices=host.available_devices() if host else [],
+            available_devices=devices,
             jobs_in_flight=int(current is not None),
             current_job=current,
             pages_done=self.pages_done,
