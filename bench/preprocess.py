@@ -44,7 +44,7 @@ def ours(page, geometry: ImageGeometry) -> tuple[torch.Tensor, torch.Tensor | No
 
 def pipeline(pages: list, geometry: ImageGeometry, workers: int, batch: int = 4) -> None:
     prefetcher = BatchPrefetcher(lambda page: ours(page, geometry), workers)
-    for _ in prefetcher.run(pages[i : i + batch] for i in range(0, len(pages), batch)):
+    for _ in prefetcher.run(pages, batch):
         pass
 
 

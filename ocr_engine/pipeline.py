@@ -6,9 +6,8 @@ text of a page is exactly the concatenation of its deltas.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import islice
-from typing import NamedTuple, Protocol, TypeVar
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
 
 from PIL import Image
 
@@ -25,8 +24,6 @@ from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, PageResult, Usage
 from ocr_engine.sampling import make_generator
 from ocr_engine.stopping import StopMatcher
-
-T = TypeVar("T")
 
 
 class OcrListener:
@@ -124,12 +121,6 @@ class _InOrder:
                 self.listener.on_delta(self.current, text)
 
 
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 class _Page(NamedTuple):
     """A page ready for the model, and the size of its image before the model resizes it (None: no image)."""
 
@@ -165,7 +156,7 @@ def run_ocr(
         return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
 
     prefetcher = BatchPrefetcher(prepare, engine.prepare_workers)
-    for pages in prefetcher.run(_batched(_page_inputs(request, limits), engine.batch_size)):
+    for pages in prefetcher.run(_page_inputs(request, limits), engine.batch_size):
         first = len(results)
         texts = [
             _PageText(engine, request, _formatter(request, first + row, page.size)) for row, page in enumerate(pages)
