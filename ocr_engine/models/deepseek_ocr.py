@@ -18,9 +18,10 @@ from transformers import AutoTokenizer
 from ocr_engine.image_tokens import ocr1_image_tokens
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrSpec
-from ocr_engine.models.deepseek_ocr_views import preprocess, to_pixels
+from ocr_engine.models.deepseek_ocr_views import NORMALISATION, preprocess
 from ocr_engine.models.deepseek_ocr_weights import from_original, read_checkpoint
 from ocr_engine.modes import FAMILY_MODES, OCR1
+from ocr_engine.pixels import prepared, to_pixels
 
 IMAGE_TOKEN = "<image>"
 
@@ -97,14 +98,17 @@ class DeepseekOcrAdapter:
         ids = [*head, *[self.image_token_id] * count, *(tail or [])]
         if tail is None:  # no placeholder in the prompt: the image goes right after BOS, as `<image>\n...` would
             ids = [head[0], *[self.image_token_id] * count, *head[1:]]
-        vision = {"global": views.global_view, "tiles": views.tiles, "grid": views.grid}
+        vision = {
+            "global": prepared(views.global_view, NORMALISATION, self.device, self.dtype),
+            "tiles": prepared(views.tiles, NORMALISATION, self.device, self.dtype),
+            "grid": views.grid,
+        }
         return PreparedSequence(input_ids=ids, vision=vision)
 
     def page_features(self, vision: dict[str, Any]) -> torch.Tensor:
-        tiles = vision["tiles"]
         return self.model.model.page_features(
-            to_pixels(vision["global"], self.device, self.dtype),
-            None if tiles is None else to_pixels(tiles, self.device, self.dtype),
+            to_pixels(vision["global"], NORMALISATION, self.device, self.dtype)[0],
+            to_pixels(vision["tiles"], NORMALISATION, self.device, self.dtype),
             vision["grid"],
         )
 
