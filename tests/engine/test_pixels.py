@@ -1,13 +1,24 @@
-"""Normalisation of page canvases: both paths give the textbook formula, tile by tile in row-major order."""
+"""Normalisation of page canvases: both paths give the textbook formula, tile by tile in row-major order, and the
+buffer pool never hands out memory a tensor still uses."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from ocr_engine.pixels import Canvas, Normalisation, normalise_numpy, normalise_torch, prepared, to_pixels
+from ocr_engine.pixels import (
+    BufferPool,
+    Canvas,
+    Normalisation,
+    normalise_numpy,
+    normalise_torch,
+    prepared,
+    to_pixels,
+)
 
 NORMALISATION = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # distinct per channel
 CPU = torch.device("cpu")
@@ -59,3 +70,55 @@ def test_a_view_prepared_for_one_device_reaches_another(canvas, prepared_for):
     on_meta = to_pixels(view, NORMALISATION, META, torch.bfloat16)
     assert (on_meta.device.type, on_meta.dtype, on_meta.shape) == ("meta", torch.bfloat16, (6, 3, 8, 8))
     assert to_pixels(None, NORMALISATION, CPU, torch.float32) is None
+
+
+def address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def test_a_buffer_returns_to_the_pool_when_its_last_tensor_is_gone():
+    pool = BufferPool()
+    array = pool.take((2, 3, 8, 8))
+    assert (array.shape, array.dtype) == ((2, 3, 8, 8), np.float32)
+    first = address(array)
+    tensor = torch.from_numpy(array).view(-1)
+    del array
+    assert address(pool.take((2, 3, 8, 8))) != first  # still held by the tensor: not handed out again
+    del tensor
+    assert pool.free_bytes > 0
+    assert address(pool.take((6, 64))) == first  # same size, any shape
+
+
+def test_the_pool_keeps_no_more_than_its_cap():
+    pool = BufferPool(max_free_bytes=3 * 4096)
+    arrays = [pool.take((1024,)) for _ in range(5)]
+    del arrays
+    assert pool.free_bytes == 3 * 4096
+
+
+def test_pooled_views_prepared_on_many_threads_never_share_memory():
+    """A buffer handed out while a tensor still uses it would corrupt a page: check every view against a fresh
+    normalisation while other threads keep taking and dropping buffers of the same sizes."""
+    rng = np.random.default_rng(3)
+    canvases = [
+        Canvas.of(Image.fromarray(rng.integers(0, 256, (16 * rows, 16 * cols, 3), dtype=np.uint8)), (cols, rows))
+        for rows, cols in ((1, 1), (2, 3), (1, 1), (2, 3))
+    ]
+    failures: list[int] = []
+
+    def work(seed: int) -> None:
+        held: list[tuple[int, torch.Tensor]] = []
+        for step in range(200):
+            index = (seed + step) % len(canvases)
+            held.append((index, prepared(canvases[index], NORMALISATION, CPU, torch.float32)))
+            if len(held) > 3:
+                index, view = held.pop(0)
+                if not torch.equal(view, normalise_numpy(canvases[index], NORMALISATION)):
+                    failures.append(index)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
