@@ -48,6 +48,8 @@ class BatchPrefetcher(Generic[Item, Prepared]):
                         finished = True
                         break
                     if isinstance(entry, BaseException):
+                        for future in futures:  # an earlier page's own error comes first
+                            future.result()
                         raise entry
                     futures.append(entry)  # type: ignore[arg-type]
                 if futures:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,21 +40,39 @@ def test_an_error_reading_the_pages_reaches_the_consumer():
         next(batches)
 
 
+def test_an_earlier_pages_error_comes_before_a_later_reading_error():
+    def pages() -> Iterator[int]:
+        yield from (0, 1, 2)
+        raise OSError("page 3 cannot be rasterized")
+
+    def prepare(n: int) -> int:
+        if n == 2:
+            raise ValueError("page 2 is broken")
+        return n
+
+    batches = BatchPrefetcher(prepare).run(pages(), 2)
+    assert next(batches) == [0, 1]
+    with pytest.raises(ValueError, match="page 2"):
+        next(batches)
+
+
 def test_reading_runs_at_most_one_batch_ahead_of_the_consumer():
     read: list[int] = []
-    lock = threading.Lock()
+    at_bound = threading.Event()
 
     def pages() -> Iterator[int]:
         for n in range(100):
-            with lock:
-                read.append(n)
+            read.append(n)
+            if len(read) == 12:
+                at_bound.set()
             yield n
 
     batches = BatchPrefetcher(lambda n: n).run(pages(), 4)
     assert next(batches) == [0, 1, 2, 3]
-    next(batches)  # the feeder may now read batch three while batch two is held, but no further
-    with lock:
-        assert len(read) <= 12
+    next(batches)  # batch two is held: the feeder may read batch three, and no further
+    assert at_bound.wait(10)
+    time.sleep(0.3)  # room for a feeder that would read on; not a timing assertion
+    assert len(read) == 12
     batches.close()
 
 
