@@ -57,7 +57,9 @@ def test_numpy_and_torch_paths_both_give_the_formula_in_tile_order(canvas):
 def test_views_are_normalised_while_prepared_only_for_the_cpu(canvas):
     early = prepared(canvas, NORMALISATION, CPU, torch.bfloat16)
     assert isinstance(early, torch.Tensor) and early.dtype == torch.bfloat16 and early.shape == (6, 3, 8, 8)
-    assert prepared(canvas, NORMALISATION, META, torch.bfloat16) is canvas
+    kept = prepared(canvas, NORMALISATION, META, torch.bfloat16)
+    assert isinstance(kept, Canvas) and kept.grid == canvas.grid and kept.array.flags.writeable
+    assert np.array_equal(kept.array, canvas.array)
     assert prepared(None, NORMALISATION, CPU, torch.float32) is None
 
 
@@ -72,21 +74,24 @@ def test_a_view_prepared_for_one_device_reaches_another(canvas, prepared_for):
     assert to_pixels(None, NORMALISATION, CPU, torch.float32) is None
 
 
-def address(array: np.ndarray) -> int:
-    return array.__array_interface__["data"][0]
-
-
-def test_a_buffer_returns_to_the_pool_when_its_last_tensor_is_gone():
+def test_a_buffer_returns_to_the_pool_when_its_last_view_is_gone():
     pool = BufferPool()
-    array = pool.take((2, 3, 8, 8))
-    assert (array.shape, array.dtype) == ((2, 3, 8, 8), np.float32)
-    first = address(array)
-    tensor = torch.from_numpy(array).view(-1)
-    del array
-    assert address(pool.take((2, 3, 8, 8))) != first  # still held by the tensor: not handed out again
+    tensor = pool.take((2, 3, 8, 8))
+    assert (tensor.shape, tensor.dtype) == ((2, 3, 8, 8), torch.float32)
+    first = tensor.data_ptr()
+    flat = tensor.view(-1)
     del tensor
+    assert pool.take((2, 3, 8, 8)).data_ptr() != first  # still held by a view: not handed out again
+    del flat
     assert pool.free_bytes > 0
-    assert address(pool.take((6, 64))) == first  # same size, any shape
+    assert pool.take((6, 64)).data_ptr() == first  # same size, any shape
+
+
+def test_views_prepared_for_the_cpu_use_the_pool(canvas):
+    first = prepared(canvas, NORMALISATION, CPU, torch.float32)
+    address = first.data_ptr()
+    del first
+    assert prepared(canvas, NORMALISATION, CPU, torch.float32).data_ptr() == address
 
 
 def test_the_pool_keeps_no_more_than_its_cap():
