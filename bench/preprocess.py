@@ -2,8 +2,8 @@
 
 Ours, per page: `preprocess_page` (tiles + global view, Pillow's uint8 canvases) then both normalised to float32
 for the CPU (what `DeepseekOcr2Adapter.prepare` does for a model on the CPU, minus tokenization).
-Measured two ways: one page at a time on one thread, and as the pipeline runs it (`BatchPrefetcher`: the pages
-of a batch prepared concurrently by `--workers` threads, the next batch while the current one is consumed).
+Measured two ways: one page at a time on one thread, and as the pipeline runs it (`BatchPrefetcher`: pages
+prepared concurrently by `--workers` threads, up to one batch ahead of the batch being consumed).
 The target is judged on the pipeline's path. Reference, per page:
 `processor(images=[page], return_tensors="pt")` → `pixel_values`, `pixel_values_local`, `num_local_patches`.
 Pages are a mix of realistic sizes: A4 at 144 DPI (1191x1684, 6 tiles), a wide 2000x1000 scan and a small
@@ -14,10 +14,10 @@ best pass measures the luckiest moment rather than the path; the best-pass ratio
 Prints pages/s of both, the speed ratio (target: ours >= 3x faster) and the largest absolute difference
 between the two outputs over every global view and tile (target <= 1e-2, with equal tile counts). For
 information it also prints ours without normalisation (uint8 canvases only): on a GPU worker normalisation runs
-on the device, so that is the CPU cost there. Both paths share Pillow's bicubic resize, which alone is roughly a third
-or more of the reference's time on a CPU, so the speed ratio is bounded by it.
+on the device, so that is the CPU cost there. Both paths share Pillow's bicubic resize, which alone is about 45% of
+the reference's time on a CPU, so one page at a time the ratio stays near 2x; the rest comes from the workers.
 
-    python bench/preprocess.py [--rounds 5] [--threads N]
+    python bench/preprocess.py [--rounds 11] [--workers 2] [--threads N]
 """
 
 from __future__ import annotations
