@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,40 +17,37 @@ def test_batches_come_in_order_with_a_short_last_one():
     assert list(prefetcher.run([], 3)) == []
 
 
-def test_a_page_that_fails_to_prepare_fails_its_batch_after_the_earlier_ones():
+def pages_then_unreadable() -> Iterator[int]:
+    """Pages 0-2, then page 3 cannot be read (rasterized)."""
+    yield from (0, 1, 2)
+    raise OSError("page 3 cannot be rasterized")
+
+
+def broken_at(page: int) -> Callable[[int], int]:
     def prepare(n: int) -> int:
-        if n == 4:
-            raise ValueError("page 4 is broken")
+        if n == page:
+            raise ValueError(f"page {page} is broken")
         return n
 
-    batches = BatchPrefetcher(prepare).run(range(6), 2)
+    return prepare
+
+
+def test_a_page_that_fails_to_prepare_fails_its_batch_after_the_earlier_ones():
+    batches = BatchPrefetcher(broken_at(4)).run(range(6), 2)
     assert next(batches) == [0, 1] and next(batches) == [2, 3]
     with pytest.raises(ValueError, match="page 4"):
         next(batches)
 
 
 def test_an_error_reading_the_pages_reaches_the_consumer():
-    def pages() -> Iterator[int]:
-        yield from (0, 1, 2)
-        raise OSError("page 3 cannot be rasterized")
-
-    batches = BatchPrefetcher(lambda n: n).run(pages(), 2)
+    batches = BatchPrefetcher(lambda n: n).run(pages_then_unreadable(), 2)
     assert next(batches) == [0, 1]
     with pytest.raises(OSError, match="page 3"):
         next(batches)
 
 
 def test_an_earlier_pages_error_comes_before_a_later_reading_error():
-    def pages() -> Iterator[int]:
-        yield from (0, 1, 2)
-        raise OSError("page 3 cannot be rasterized")
-
-    def prepare(n: int) -> int:
-        if n == 2:
-            raise ValueError("page 2 is broken")
-        return n
-
-    batches = BatchPrefetcher(prepare).run(pages(), 2)
+    batches = BatchPrefetcher(broken_at(2)).run(pages_then_unreadable(), 2)
     assert next(batches) == [0, 1]
     with pytest.raises(ValueError, match="page 2"):
         next(batches)
