@@ -25,13 +25,17 @@ NORMALISATION = Normalisation(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # ToTe
 @dataclass(frozen=True, slots=True)
 class PageViews:
     global_view: Canvas  # S×S
-    tiles: Canvas | None  # the grid of T×T tiles
-    grid: tuple[int, int]  # (columns, rows) of tiles; (1, 1) when there are none
+    tiles: Canvas | None = None  # the grid of T×T tiles
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(columns, rows) of tiles; (1, 1) when there are none."""
+        return (1, 1) if self.tiles is None else self.tiles.grid
 
 
-def _tiles(image: Image.Image, tile: int) -> tuple[Canvas, tuple[int, int]]:
+def _tiles(image: Image.Image, tile: int) -> Canvas:
     cols, rows = grid = ocr1_grid(image.width, image.height, tile)
-    return Canvas.of(image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC), grid), grid
+    return Canvas.of(image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC), grid)
 
 
 def preprocess(image: Image.Image, mode: ResolutionMode) -> PageViews:
@@ -41,9 +45,8 @@ def preprocess(image: Image.Image, mode: ResolutionMode) -> PageViews:
         side = mode.tile_size
         if side <= RESIZE_LIMIT:
             image = image.resize((side, side), Image.Resampling.BICUBIC)
-        return PageViews(Canvas.of(ImageOps.pad(image, (side, side), color=GREY)), None, (1, 1))
+        return PageViews(Canvas.of(ImageOps.pad(image, (side, side), color=GREY)))
     global_view = Canvas.of(ImageOps.pad(image, (mode.global_size, mode.global_size), color=GREY))
     if image.width <= mode.tile_size and image.height <= mode.tile_size:
-        return PageViews(global_view, None, (1, 1))
-    tiles, grid = _tiles(image, mode.tile_size)
-    return PageViews(global_view, tiles, grid)
+        return PageViews(global_view)
+    return PageViews(global_view, _tiles(image, mode.tile_size))
