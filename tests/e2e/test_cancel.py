@@ -32,16 +32,18 @@ def test_disconnect_during_a_stream_cancels_the_job(strict_server: ServerHandle)
         assert _load(probe) == 0
         with http.stream("POST", "/v1/chat/completions", json=body) as response:
             assert response.status_code == 200
-            frames = []
+            frames, load_mid_stream = [], None
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     frames.append(line)
                 if len(frames) == 2:
+                    # Probe before leaving the loop: dropping the line iterator closes the connection at once.
+                    load_mid_stream = _load(probe)
                     break
             assert len(frames) == 2
             assert "[DONE]" not in frames[-1]
-            assert _load(probe) == 1  # the job is running now
-        # leaving the block closed the connection half-way through the stream
+            assert load_mid_stream == 1  # the job is running now
+        # leaving the loop and the block closed the connection half-way through the stream
 
         deadline = time.monotonic() + DEADLINE_S
         while (load := _load(probe)) != 0 and time.monotonic() < deadline:
