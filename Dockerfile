@@ -10,7 +10,8 @@
 # from PyPI bundle the CUDA runtime (nvidia-* wheels), and the host only needs the NVIDIA driver and the
 # NVIDIA Container Toolkit. TORCH_INDEX_URL picks another wheel build (e.g. https://download.pytorch.org/whl/cu126
 # for an older driver). Layers go from least to most often changed: torch, the project's dependencies (read from
-# pyproject.toml), then the project's own wheel, so a source change rebuilds only the last, small layer.
+# pyproject.toml, at the versions pinned in constraints.txt, as ./dev installs them), then the project's own
+# wheel, so a source change rebuilds only the last, small layer.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG TORCH_VERSION=2.13.0
@@ -19,9 +20,10 @@ ARG TORCH_VERSION=2.13.0
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /requirements.txt
+        > /requirements.txt \
+    && cp constraints.txt /constraints.txt
 COPY app ./app
 COPY workers ./workers
 COPY ocr_engine ./ocr_engine
@@ -45,15 +47,15 @@ WORKDIR /home/ocrserve
 FROM base AS deps-cpu
 ARG TORCH_VERSION
 RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
-COPY --from=build /requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+COPY --from=build /requirements.txt /constraints.txt /tmp/
+RUN pip install -r /tmp/requirements.txt -c /tmp/constraints.txt
 
 FROM base AS deps-cuda
 ARG TORCH_VERSION
 ARG TORCH_INDEX_URL=
 RUN pip install "torch==${TORCH_VERSION}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-COPY --from=build /requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+COPY --from=build /requirements.txt /constraints.txt /tmp/
+RUN pip install -r /tmp/requirements.txt -c /tmp/constraints.txt
 
 # ---- api: the HTTP API -----------------------------------------------------------------------------------------
 FROM deps-cpu AS api

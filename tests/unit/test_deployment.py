@@ -8,11 +8,15 @@ to make when a setting or a service changes: a typo'd or removed `OCRSERVE_*` va
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import msgspec
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from app.settings import ENV_PREFIX, Settings
 
@@ -20,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
+PYPROJECT = ROOT / "pyproject.toml"
+CONSTRAINTS = ROOT / "constraints.txt"
 
 # Variables compose.yaml interpolates for itself that are not ocrserve settings.
 COMPOSE_ONLY = {"OCRSERVE_MODEL_DIR"}
@@ -226,3 +232,38 @@ def test_dockerfile_base_images_are_pinned(stages: dict[str, str]) -> None:
             continue  # built on an earlier stage
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest" and "/" not in tag, f"unpinned base image {image}"
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt pins exact versions only: {line!r}"
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_every_dependency_is_pinned_within_its_bounds() -> None:
+    """constraints.txt holds a version of every dependency (torch aside: the machine picks its build) that
+    pyproject.toml allows, and every dependency has an upper bound, so no fresh install resolves a new major."""
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    requirements = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["dev"]]]
+    pins = _pins()
+    for requirement in requirements:
+        assert any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier), requirement
+        name = canonicalize_name(requirement.name)
+        if name == "torch":
+            assert name not in pins, "torch is pinned by OCRSERVE_TORCH_SPEC and TORCH_VERSION, not constraints.txt"
+            continue
+        assert name in pins, f"{name} is not pinned in constraints.txt (./dev lock)"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+
+
+def test_dev_and_images_install_the_pinned_versions(stages: dict[str, str]) -> None:
+    dev = (ROOT / "dev").read_text(encoding="utf-8")
+    assert 'CONSTRAINTS=constraints.txt' in dev and '-c "$CONSTRAINTS" -e' in dev
+    assert "constraints.txt" in _instructions(stages["build"], "COPY")[0]
+    for deps in ("deps-cpu", "deps-cuda"):
+        installs = [run for run in _instructions(stages[deps], "RUN") if "requirements.txt" in run]
+        assert installs and all("-c /tmp/constraints.txt" in run for run in installs), deps
