@@ -262,7 +262,7 @@ def test_every_dependency_is_pinned_within_its_bounds() -> None:
 
 def test_dev_and_images_install_the_pinned_versions(stages: dict[str, str]) -> None:
     dev = (ROOT / "dev").read_text(encoding="utf-8")
-    assert 'CONSTRAINTS=constraints.txt' in dev and '-c "$CONSTRAINTS" -e' in dev
+    assert "CONSTRAINTS=constraints.txt" in dev and '-c "$CONSTRAINTS" -e' in dev
     assert "constraints.txt" in _instructions(stages["build"], "COPY")[0]
     for deps in ("deps-cpu", "deps-cuda"):
         installs = [run for run in _instructions(stages[deps], "RUN") if "requirements.txt" in run]
