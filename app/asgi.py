@@ -53,7 +53,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
 
     options = settings.engine_options
     # The model loads on the worker thread, so /health answers 503 while the weights load.
-    return LocalDispatcher(lambda: ModelHost(options), model=settings.model)
+    return LocalDispatcher(lambda: ModelHost(options), model=settings.model, concurrency=settings.worker_concurrency)
 
 
 def build_admission_store(settings: Settings) -> AdmissionStore:

@@ -14,7 +14,10 @@ _ENGINE_SETTINGS = (
     "model",
     "device",
     "dtype",
-    "batch_size",
+    "max_num_seqs",
+    "kv_cache_tokens",
+    "gpu_memory_utilization",
+    "max_prefill_tokens",
     "prepare_workers",
     "default_dpi",
     "max_pages",
@@ -30,6 +33,7 @@ _WORKER_SETTINGS = (
     "redelivery_timeout",
     "heartbeat_interval",
     "worker_timeout",
+    "worker_concurrency",
     "log_level",
     "log_format",
 )
@@ -83,7 +87,7 @@ def _ocr(args: argparse.Namespace) -> None:
                 def on_page(self, page: PageResult, pages_total: int) -> None:
                     bar.update(1)
 
-            result = ocr(request, Progress())
+            result = ocr(request, Progress(), False)
         suffix = ".jsonl" if args.format == "layout" else ".md"
         target = (args.output or file.parent) / f"{file.stem}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +123,7 @@ def _worker(args: argparse.Namespace) -> None:
         redelivery_timeout=settings.redelivery_timeout,
         heartbeat_interval=settings.heartbeat_interval,
         worker_timeout=settings.worker_timeout,
+        concurrency=settings.worker_concurrency,
         log_level=settings.log_level,
     )
 

@@ -17,6 +17,13 @@ from ocr_engine.documents import DocumentLimits, UrlPolicy
 from workers.engine_options import EngineOptions
 
 ENV_PREFIX = "OCRSERVE_"
+# Settings that were removed, and what took their place: naming one is an error, not silently ignored.
+REMOVED = {
+    "batch_size": (
+        "OCRSERVE_BATCH_SIZE is gone: pages of every job now decode together in one running batch of up to "
+        "OCRSERVE_MAX_NUM_SEQS sequences (continuous batching); set that instead"
+    ),
+}
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,7 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 4
+    max_num_seqs: int = 16
+    kv_cache_tokens: int = 0
+    gpu_memory_utilization: float = 0.9
+    max_prefill_tokens: int = 2048
+    worker_concurrency: int = 16
     prepare_workers: int = 2
     mode: str | None = None
     default_dpi: int = 144
@@ -85,7 +96,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             limits=self.document_limits,
             device=self.device,
             dtype=self.dtype,
-            batch_size=self.batch_size,
+            max_num_seqs=self.max_num_seqs,
+            kv_cache_tokens=self.kv_cache_tokens,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            max_prefill_tokens=self.max_prefill_tokens,
             prepare_workers=self.prepare_workers,
             ngram_size=self.ngram_size,
             ngram_window=self.ngram_window,
@@ -114,7 +128,14 @@ HELP: dict[str, str] = {
     "port": "port the HTTP server listens on",
     "device": "auto (CUDA if available, else CPU), cpu, cuda or cuda:N",
     "dtype": "auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16 or float32",
-    "batch_size": "pages decoded together in one batch",
+    "max_num_seqs": "pages decoding at once in the model's running batch, all jobs together",
+    "kv_cache_tokens": (
+        "KV cache positions for the running batch (slots x slot length); pages wait while it is full. "
+        "0 = auto: on a GPU what gpu_memory_utilization leaves free after loading, on a CPU no limit"
+    ),
+    "gpu_memory_utilization": "share of the GPU's memory the worker may fill (weights, activations, KV cache)",
+    "max_prefill_tokens": "prompt tokens prefilled per decode step (a longer prompt is split into chunks of this size)",
+    "worker_concurrency": "jobs one worker process (or the embedded server) runs at once over its one model",
     "prepare_workers": "threads rasterizing and preprocessing pages ahead of the model",
     "mode": "resolution mode when a request names none (gundam, base; v1 also tiny, small, large); unset = gundam",
     "default_dpi": "PDF rasterization DPI when the request names none",
@@ -174,6 +195,9 @@ def _convert(raw: Mapping[str, Any], base: Settings) -> Settings:
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
+    for name, replaced in REMOVED.items():
+        if ENV_PREFIX + name.upper() in environ:
+            raise SystemExit(f"invalid setting: {replaced}")
     raw = {
         name: environ[ENV_PREFIX + name.upper()]
         for name in Settings.__struct_fields__

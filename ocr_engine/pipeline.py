@@ -1,4 +1,4 @@
-"""One OCR job end to end: pages produced lazily, batched through the engine, text streamed in page order.
+"""One OCR job end to end: pages produced lazily, decoded in the engine's shared batch, text streamed in page order.
 
 Every consumer (sync replies, SSE, background polling, the CLI) sees the same ordered deltas, and the final
 text of a page is exactly the concatenation of its deltas.
@@ -6,7 +6,11 @@ text of a page is exactly the concatenation of its deltas.
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections.abc import Iterator
+from queue import Empty, SimpleQueue
 from typing import NamedTuple, Protocol
 
 from PIL import Image
@@ -14,6 +18,7 @@ from PIL import Image
 from ocr_engine.detokenize import IncrementalDetokenizer
 from ocr_engine.documents import DocumentLimits, iter_document_pages
 from ocr_engine.engine import OcrEngine
+from ocr_engine.errors import JobCancelled
 from ocr_engine.grounding import MarkdownStreamCleaner
 from ocr_engine.layout import LayoutFormatter, PageSize
 from ocr_engine.models.base import PreparedSequence
@@ -22,8 +27,11 @@ from ocr_engine.prefetch import BatchPrefetcher
 from ocr_engine.prompts import image_prompt
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, PageResult, Usage
+from ocr_engine.rows import BACKGROUND, INTERACTIVE, Row, RowEnd
 from ocr_engine.sampling import make_generator
 from ocr_engine.stopping import StopMatcher
+
+CANCEL_POLL_S = 0.1  # how often a running job asks whether it was cancelled (a Redis read in Celery mode)
 
 
 class OcrListener:
@@ -98,14 +106,16 @@ class _PageText:
 
 
 class _InOrder:
-    """Releases page deltas in page order, buffering pages of a batch that run ahead of an unfinished one."""
+    """Releases page deltas and finished pages in page order, holding back pages that run ahead of an unfinished
+    one (pages of a job decode side by side and finish in any order)."""
 
-    def __init__(self, listener: OcrListener, separator: str) -> None:
+    def __init__(self, listener: OcrListener, separator: str, pages_total: int) -> None:
         self.listener = listener
         self.separator = separator
+        self.pages_total = pages_total
         self.current = 0
         self.pending: dict[int, list[str]] = {}
-        self.finished: set[int] = set()
+        self.finished: dict[int, PageResult] = {}
 
     def delta(self, page: int, text: str) -> None:
         if page == self.current:
@@ -113,9 +123,12 @@ class _InOrder:
         else:
             self.pending.setdefault(page, []).append(text)
 
-    def page_done(self, page: int, pages_total: int) -> None:
-        self.finished.add(page)
-        while self.current in self.finished and self.current + 1 < pages_total:
+    def page_done(self, page: PageResult) -> None:
+        self.finished[page.index] = page
+        while self.current in self.finished:
+            self.listener.on_page(self.finished[self.current], self.pages_total)
+            if self.current + 1 >= self.pages_total:
+                return
             self.current += 1
             if text := self.separator + "".join(self.pending.pop(self.current, [])):  # never an empty delta
                 self.listener.on_delta(self.current, text)
@@ -138,58 +151,151 @@ def _page_inputs(request: OcrRequest, limits: DocumentLimits) -> Iterator[tuple[
             yield prompt, image
 
 
+class _PageSink:
+    """What the scheduler tells about one page's row, handed to the job's thread through its inbox. Also gives the
+    job back its room for one more waiting page once this one's prefill starts (or it ends without one)."""
+
+    def __init__(self, index: int, inbox: SimpleQueue[tuple], room: threading.Semaphore) -> None:
+        self.index, self.inbox, self.room = index, inbox, room
+        self.waiting = True
+
+    def _admitted(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.room.release()
+
+    def admitted(self, row: Row) -> None:
+        self._admitted()
+
+    def tokens(self, row: Row, token_ids: list[int]) -> None:
+        self.inbox.put((_TOKENS, self.index, (row, token_ids)))
+
+    def finished(self, row: Row, reason: RowEnd) -> None:
+        self._admitted()
+        self.inbox.put((_FINISHED, self.index, reason))
+
+    def failed(self, row: Row, error: BaseException) -> None:
+        self._admitted()
+        self.inbox.put((_FAILED, self.index, error))
+
+
+_PAGE, _TOKENS, _FINISHED, _FAILED, _END, _ERROR = range(6)
+
+
+class _Submitter:
+    """The job's feeder: reads and prepares its pages in order (prefetched) and submits each to the engine's
+    scheduler while the job has fewer than `ahead` pages waiting to start there."""
+
+    def __init__(self, engine: OcrEngine, request: OcrRequest, limits: DocumentLimits, *, background: bool) -> None:
+        self.engine, self.request, self.limits, self.background = engine, request, limits, background
+        self.inbox: SimpleQueue[tuple] = SimpleQueue()
+        self.rows: list[Row] = []
+        self.stopping = threading.Event()
+        self.room = threading.Semaphore(engine.pages_ahead)
+        self.group = uuid.uuid4().hex
+        self.thread = threading.Thread(target=self._run, name="ocr-submit", daemon=True)
+
+    def _run(self) -> None:
+        engine, request = self.engine, self.request
+        adapter = engine.adapter
+        mode = resolve_mode(adapter.family, request.mode)
+
+        def prepare(item: tuple[str, Image.Image | None]) -> _Page:
+            prompt, image = item
+            return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
+
+        count = 0
+        try:
+            for (page,) in BatchPrefetcher(prepare, engine.prepare_workers).run(_page_inputs(request, self.limits), 1):
+                while not self.room.acquire(timeout=0.1):
+                    if self.stopping.is_set():
+                        return
+                if self.stopping.is_set():
+                    return
+                self.inbox.put((_PAGE, count, page))
+                row = engine.submit(
+                    page.sequence,
+                    request.sampling,
+                    _PageSink(count, self.inbox, self.room),
+                    generator=make_generator(request.sampling, adapter.device, count),
+                    priority=BACKGROUND if self.background else INTERACTIVE,
+                    group=self.group,
+                )
+                self.rows.append(row)
+                if self.stopping.is_set():
+                    row.cancel()
+                    return
+                count += 1
+        except BaseException as exc:  # raised on the job's thread, in its turn
+            self.inbox.put((_ERROR, count, exc))
+            return
+        self.inbox.put((_END, count, None))
+
+    def stop(self) -> None:
+        """Cancel every row of the job, and submit no more."""
+        self.stopping.set()
+        for row in list(self.rows):
+            row.cancel()
+
+
+class _OpenPage:
+    def __init__(self, engine: OcrEngine, request: OcrRequest, index: int, page: _Page) -> None:
+        self.text = _PageText(engine, request, _formatter(request, index, page.size))
+        self.size = page.size
+        self.prompt_tokens = len(page.sequence.input_ids)
+        self.completion_tokens = 0
+
+
 def run_ocr(
-    engine: OcrEngine, request: OcrRequest, *, limits: DocumentLimits, listener: OcrListener | None = None
+    engine: OcrEngine,
+    request: OcrRequest,
+    *,
+    limits: DocumentLimits,
+    listener: OcrListener | None = None,
+    background: bool = False,
 ) -> OcrResult:
-    """OCR every selected page of every document (or answer a text-only prompt) and join the pages."""
+    """OCR every selected page of every document (or answer a text-only prompt) and join the pages. The pages
+    decode in the engine's running batch beside every other job's; this thread turns their tokens into text,
+    checks for cancellation every `CANCEL_POLL_S` and raises what `listener.cancelled` raises."""
     listener = listener or OcrListener()
-    adapter = engine.adapter
-    pages_total = max(request.page_total, 1)
-    generator = make_generator(request.sampling, adapter.device)
     separator = _page_separator(request)
-    ordered = _InOrder(listener, separator)
+    ordered = _InOrder(listener, separator, max(request.page_total, 1))
     results: list[PageResult] = []
-    mode = resolve_mode(adapter.family, request.mode)
-
-    def prepare(item: tuple[str, Image.Image | None]) -> _Page:
-        prompt, image = item
-        return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
-
-    prefetcher = BatchPrefetcher(prepare, engine.prepare_workers)
-    for pages in prefetcher.run(_page_inputs(request, limits), engine.batch_size):
-        first = len(results)
-        texts = [
-            _PageText(engine, request, _formatter(request, first + row, page.size)) for row, page in enumerate(pages)
-        ]
-
-        def on_token(row: int, token: int, texts: list[_PageText] = texts, first: int = first) -> bool:
-            if delta := texts[row].push(token):
-                ordered.delta(first + row, delta)
-            return texts[row].stop.stopped
-
-        outputs = engine.generate(
-            [page.sequence for page in pages],
-            request.sampling,
-            on_token=on_token,
-            cancelled=listener.cancelled,
-            generator=generator,
-        )
-        for row, (text, output, prepared) in enumerate(zip(texts, outputs, pages, strict=True)):
-            if tail := text.finish():
-                ordered.delta(first + row, tail)
-            width, height = prepared.size or (None, None)
-            page = PageResult(
-                index=first + row,
-                text="".join(text.text),
-                raw_text="".join(text.raw),
-                width=width,
-                height=height,
-                finish_reason=output.finish_reason,
-                usage=Usage(prompt_tokens=output.prompt_tokens, completion_tokens=len(output.token_ids)),
-            )
-            results.append(page)
-            ordered.page_done(page.index, pages_total)
-            listener.on_page(page, pages_total)
+    submitter = _Submitter(engine, request, limits, background=background)
+    pages: dict[int, _OpenPage] = {}
+    total: int | None = None
+    next_check = 0.0
+    submitter.thread.start()
+    try:
+        while total is None or len(results) < total:
+            if time.monotonic() >= next_check:
+                if listener.cancelled():
+                    raise JobCancelled("the job was cancelled")
+                next_check = time.monotonic() + CANCEL_POLL_S
+            try:
+                events = [submitter.inbox.get(timeout=CANCEL_POLL_S)]
+            except Empty:
+                continue
+            while not submitter.inbox.empty():  # everything that came meanwhile: one delta per page
+                events.append(submitter.inbox.get())
+            deltas: dict[int, list[str]] = {}
+            for kind, index, value in events:
+                if kind == _PAGE:
+                    pages[index] = _OpenPage(engine, request, index, value)
+                elif kind == _TOKENS:
+                    _take_tokens(pages[index], *value, deltas.setdefault(index, []))
+                elif kind == _FINISHED:
+                    _flush(ordered, index, deltas)
+                    results.append(_finish_page(ordered, index, pages.pop(index), value))
+                elif kind == _END:
+                    total = index
+                else:
+                    raise value
+            for index in list(deltas):
+                _flush(ordered, index, deltas)
+    finally:
+        submitter.stop()
+    results.sort(key=lambda page: page.index)
     usage = Usage()
     for page in results:
         usage.add(page.usage)
@@ -199,3 +305,38 @@ def run_ocr(
         usage=usage,
         finish_reason="length" if any(p.finish_reason == "length" for p in results) else "stop",
     )
+
+
+def _take_tokens(page: _OpenPage, row: Row, token_ids: list[int], deltas: list[str]) -> None:
+    """Tokens up to a stop string count and show; the row is asked to stop there (it may run a step or two
+    further before the scheduler sees that: those tokens are dropped)."""
+    for token in token_ids:
+        if page.text.stop.stopped:
+            return
+        page.completion_tokens += 1
+        if delta := page.text.push(token):
+            deltas.append(delta)
+        if page.text.stop.stopped:
+            row.stop()
+
+
+def _flush(ordered: _InOrder, index: int, deltas: dict[int, list[str]]) -> None:
+    if text := "".join(deltas.pop(index, [])):
+        ordered.delta(index, text)
+
+
+def _finish_page(ordered: _InOrder, index: int, page: _OpenPage, end: RowEnd) -> PageResult:
+    if tail := page.text.finish():
+        ordered.delta(index, tail)
+    width, height = page.size or (None, None)
+    result = PageResult(
+        index=index,
+        text="".join(page.text.text),
+        raw_text="".join(page.text.raw),
+        width=width,
+        height=height,
+        finish_reason="stop" if end == "stop" or page.text.stop.stopped else "length",
+        usage=Usage(prompt_tokens=page.prompt_tokens, completion_tokens=page.completion_tokens),
+    )
+    ordered.page_done(result)
+    return result

@@ -14,8 +14,10 @@ class NoRepeatNGramGuard(LogitsProcessor):
     If the last `ngram_size - 1` tokens also occur earlier in the window followed by token t, t gets -inf,
     unless it is exempt. The defaults are DeepSeek's (they use n=20..30 over a window of 50..90 and exempt
     `<td>` / `</td>`, which legitimately repeat in tables). `input_ids` must hold only generated tokens, not
-    the prompt, so the page's own instruction never counts as a repetition. Work per step is
-    O(B * window * n) on the scores' device, independent of the sequence length.
+    the prompt, so the page's own instruction never counts as a repetition. Rows of a batch that have generated
+    fewer tokens than the window holds are padded on the left with a negative id: it never equals a token, so
+    no n-gram reaching into the padding ever matches, and each row is guarded exactly as it would be alone.
+    Work per step is O(B * window * n) on the scores' device, independent of the sequence length.
     """
 
     def __init__(self, ngram_size: int = 30, window_size: int = 90, exempt_token_ids: Iterable[int] = ()) -> None:

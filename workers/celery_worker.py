@@ -82,7 +82,15 @@ def execute(
         os._exit(70)
 
     with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process), reporter.running(job_id):
-        run_job(job_id, request, ocr, emit, cancelled, request_id=record.meta.get("request_id"))
+        run_job(
+            job_id,
+            request,
+            ocr,
+            emit,
+            cancelled,
+            background=record.background,
+            request_id=record.meta.get("request_id"),
+        )
 
 
 def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:
@@ -105,7 +113,8 @@ def warm_up(ocr: OcrFunction) -> None:
     buffer = io.BytesIO()
     page.save(buffer, format="PNG")
     document = load_document(buffer.getvalue(), limits=DocumentLimits())
-    ocr(OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=1)), OcrListener())
+    request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=1))
+    ocr(request, OcrListener(), False)
 
 
 def run_worker(
@@ -117,10 +126,12 @@ def run_worker(
     redelivery_timeout: int,
     heartbeat_interval: float,
     worker_timeout: float,
+    concurrency: int = 16,
     log_level: str = "info",
 ) -> None:
-    """Join the registry, load the model, warm it up, then consume both queues with one job at a time (one
-    process per GPU). Heartbeats start before the model loads, so a loading worker shows as `loading`."""
+    """Join the registry, load the model, warm it up, then consume both queues with up to `concurrency` jobs at
+    once on threads (one process per GPU), their pages decoding together in the model's one batch. Heartbeats
+    start before the model loads, so a loading worker shows as `loading`."""
     store = JobStore.connect(redis_url, retention)
     registry = WorkerRegistry(
         redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=heartbeat_interval + 10),
@@ -157,8 +168,8 @@ def run_worker(
         app.worker_main(
             [
                 "worker",
-                "--pool=solo",
-                "--concurrency=1",
+                "--pool=threads",
+                f"--concurrency={max(1, concurrency)}",
                 f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
                 f"--hostname=ocrserve-{reporter.worker_id}@%h",
                 f"--loglevel={log_level.upper()}",

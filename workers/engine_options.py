@@ -14,7 +14,10 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     limits: DocumentLimits = DocumentLimits()
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 4
+    max_num_seqs: int = 16
+    kv_cache_tokens: int = 0  # 0: from free GPU memory (gpu_memory_utilization); no limit on a CPU
+    gpu_memory_utilization: float = 0.9
+    max_prefill_tokens: int = 2048
     prepare_workers: int = 2
     ngram_size: int = 30
     ngram_window: int = 90

@@ -1,4 +1,9 @@
-"""Embedded mode: one worker thread in the API process owns the model; jobs and events live in memory."""
+"""Embedded mode: the model lives in the API process and runs many jobs at once; jobs and events live in memory.
+
+Two lanes of job threads, one for interactive jobs and one for background ones, `concurrency` threads each, so a
+chat never waits for a thread behind long background jobs. Every job thread feeds the one engine, whose
+scheduler decodes the pages of all of them together.
+"""
 
 from __future__ import annotations
 
@@ -35,42 +40,52 @@ class _Job:
 
 
 class LocalDispatcher:
-    """Runs jobs one at a time on a worker thread (the engine batches pages within a job)."""
-
     def __init__(
-        self, load: Callable[[], ModelHost], *, model: str, job_ttl: float = 3600.0, max_jobs: int = 1000
+        self,
+        load: Callable[[], ModelHost],
+        *,
+        model: str,
+        job_ttl: float = 3600.0,
+        max_jobs: int = 1000,
+        concurrency: int = 16,
     ) -> None:
         self._load = load
         self._reporter = WorkerReporter("embedded", model)
         self._job_ttl = job_ttl
         self._max_jobs = max_jobs
+        self._concurrency = max(1, concurrency)
         self._jobs: dict[str, _Job] = {}
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._queues: dict[bool, queue.Queue[str | None]] = {False: queue.Queue(), True: queue.Queue()}
         self._lock = threading.Lock()
         self._readiness = Readiness.LOADING
         self._message = "loading the model"
-        self._running: str | None = None
-        self._thread: threading.Thread | None = None
+        self._running: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._work, name="ocr-worker", daemon=True)
-        self._thread.start()
+        loader = threading.Thread(target=self._load_and_serve, name="ocr-loader", daemon=True)
+        self._threads.append(loader)
+        loader.start()
 
     async def close(self) -> None:
         for job in list(self._jobs.values()):
             job.cancel.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
+        for lane in self._queues.values():
+            for _ in range(self._concurrency):
+                lane.put(None)
+        for thread in list(self._threads):
+            await asyncio.to_thread(thread.join, 30)
+        if self._reporter.host is not None:
+            await asyncio.to_thread(self._reporter.host.engine.close)
 
     def status(self) -> EngineStatus:
         return EngineStatus(
             readiness=self._readiness,
             message=self._message,
-            queued=self._queue.qsize(),
-            running=int(self._running is not None),
+            queued=sum(lane.qsize() for lane in self._queues.values()),
+            running=len(self._running),
         )
 
     async def submit(
@@ -85,7 +100,7 @@ class LocalDispatcher:
         record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
         job = _Job(record=record, request=request)
         self._jobs[job.record.id] = job
-        self._queue.put(job.record.id)
+        self._queues[background].put(job.record.id)
         return job.record
 
     async def queued_pages(self, background: bool) -> int:
@@ -177,15 +192,16 @@ class LocalDispatcher:
                 del self._jobs[job.record.id]
 
     def _fail_queued(self, error: JobError) -> None:
-        while True:
-            try:
-                job_id = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if job_id is not None and (job := self._jobs.get(job_id)):
-                self._emit(job, JobFailed(error=error))
+        for lane in self._queues.values():
+            while True:
+                try:
+                    job_id = lane.get_nowait()
+                except queue.Empty:
+                    break
+                if job_id is not None and (job := self._jobs.get(job_id)):
+                    self._emit(job, JobFailed(error=error))
 
-    def _work(self) -> None:
+    def _load_and_serve(self) -> None:
         try:
             ocr = self._load()
         except Exception as exc:
@@ -197,16 +213,32 @@ class LocalDispatcher:
             return
         self._reporter.ready(ocr)
         self._readiness, self._message = Readiness.READY, "ready"
-        while (job_id := self._queue.get()) is not None:
+        for background, lane in self._queues.items():
+            for number in range(self._concurrency):
+                name = f"ocr-{'background' if background else 'interactive'}-{number}"
+                thread = threading.Thread(target=self._serve_lane, args=(lane, ocr), name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _serve_lane(self, lane: queue.Queue[str | None], ocr: ModelHost) -> None:
+        while (job_id := lane.get()) is not None:
             job = self._jobs.get(job_id)
             if job is None or job.record.state.terminal or job.request is None:
                 continue
-            self._running = job_id
+            self._running.add(job_id)
             try:
                 emit = functools.partial(self._emit, job)
                 request_id = job.record.meta.get("request_id")
                 with self._reporter.running(job_id):
-                    run_job(job_id, job.request, ocr, emit, job.cancel.is_set, request_id=request_id)
+                    run_job(
+                        job_id,
+                        job.request,
+                        ocr,
+                        emit,
+                        job.cancel.is_set,
+                        background=job.record.background,
+                        request_id=request_id,
+                    )
             finally:
                 job.request = None
-                self._running = None
+                self._running.discard(job_id)

@@ -6,10 +6,14 @@ import logging
 
 from ocr_engine.device import resolve_dtype
 from ocr_engine.engine import OcrEngine
+from ocr_engine.errors import ModelUnavailable
+from ocr_engine.kv_budget import kv_cache_budget
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult
+from ocr_engine.scheduler import SchedulerLimits, SchedulerStats
+from ocr_engine.slot_cache import SlotCache
 from workers.devices import available_devices, public_name, torch_device
 from workers.engine_options import EngineOptions
 from workers.registry import DeviceInfo, choose_device
@@ -18,20 +22,43 @@ log = logging.getLogger(__name__)
 
 
 class ModelHost:
-    """A loaded model behind an `OcrFunction` (call it with a request and a listener)."""
+    """A loaded model behind an `OcrFunction` (call it with a request, a listener and whether the job is
+    background work); any number of threads may call it at once: their pages share the engine's batch."""
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
+        adapter = load_adapter(options.model, device=options.device, dtype=options.dtype)
+        seqs = options.max_num_seqs
+        per_token = SlotCache.for_decoder(adapter.decoder.config, adapter.device, adapter.dtype).bytes_per_token()
+        try:
+            budget = kv_cache_budget(options.kv_cache_tokens, adapter.device, per_token, options.gpu_memory_utilization)
+        except ValueError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+        limits = SchedulerLimits(
+            max_num_seqs=seqs,
+            kv_cache_tokens=budget,
+            prefill_chunk=options.max_prefill_tokens,
+            interactive_reserve=min(max(1, seqs // 8), seqs - 1),  # a chat gets in while background fills the rest
+        )
         self.engine = OcrEngine(
-            load_adapter(options.model, device=options.device, dtype=options.dtype),
-            batch_size=options.batch_size,
+            adapter,
+            limits=limits,
             prepare_workers=options.prepare_workers,
             ngram_size=options.ngram_size,
             window_size=options.ngram_window,
         )
+        log.info(
+            "engine: up to %d sequences at once, KV cache %s, prefill chunks of %d tokens",
+            seqs,
+            "unbounded" if budget is None else f"{budget} positions ({budget * per_token / 2**30:.1f} GiB)",
+            options.max_prefill_tokens,
+        )
 
-    def __call__(self, request: OcrRequest, listener: OcrListener) -> OcrResult:
-        return run_ocr(self.engine, request, limits=self.options.limits, listener=listener)
+    def __call__(self, request: OcrRequest, listener: OcrListener, background: bool = False) -> OcrResult:
+        return run_ocr(self.engine, request, limits=self.options.limits, listener=listener, background=background)
+
+    def stats(self) -> SchedulerStats:
+        return self.engine.stats()
 
     @property
     def family(self) -> str:

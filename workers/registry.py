@@ -51,7 +51,11 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     dtype: str | None = None
     available_devices: list[DeviceInfo] = msgspec.field(default_factory=list)
     jobs_in_flight: int = 0
-    current_job: str | None = None
+    current_job: str | None = None  # the longest-running of them
+    running_sequences: int = 0  # pages decoding in the model's batch, all jobs together
+    waiting_sequences: int = 0  # pages prepared and waiting for a slot (or being prefilled)
+    kv_cache_tokens: int = 0  # KV cache positions allocated now
+    kv_cache_budget: int | None = None  # the most it may hold (None: bounded by the sequences alone)
     pages_done: int = 0
     pages_per_second: float = 0.0
     started_at: float
@@ -60,7 +64,15 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     def as_lost(self, now: float) -> WorkerInfo:
         """This report as readers show it once the worker's heartbeats stopped: its job was handed back."""
         message = f"no heartbeat since {now - self.last_seen:.0f} s ago"
-        return msgspec.structs.replace(self, state="lost", message=message, jobs_in_flight=0, current_job=None)
+        return msgspec.structs.replace(
+            self,
+            state="lost",
+            message=message,
+            jobs_in_flight=0,
+            current_job=None,
+            running_sequences=0,
+            waiting_sequences=0,
+        )
 
 
 class SwitchResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,7 +36,7 @@ class WorkerReporter:
         self.state: WorkerState = "loading"
         self.message = "loading the model"
         self.host: ModelHost | None = None
-        self.current_job: str | None = None
+        self.jobs: dict[str, None] = {}  # running now, in the order they started
         self.pages_done = 0
         self._page_times: deque[float] = deque()
         self._lock = threading.Lock()
@@ -85,11 +85,13 @@ class WorkerReporter:
 
     @contextmanager
     def running(self, job_id: str) -> Iterator[None]:
-        self.current_job = job_id
+        with self._lock:
+            self.jobs[job_id] = None
         try:
             yield
         finally:
-            self.current_job = None
+            with self._lock:
+                self.jobs.pop(job_id, None)
 
     def observe(self, event: JobEvent) -> None:
         """Count finished pages (the pace over the last minute comes from their times)."""
@@ -106,7 +108,10 @@ class WorkerReporter:
             return round(len(self._page_times) / PACE_WINDOW_S, 3)
 
     def snapshot(self) -> WorkerInfo:
-        host, current = self.host, self.current_job
+        host = self.host
+        with self._lock:
+            jobs = list(self.jobs)
+        stats = host.stats() if host else None
         devices = host.available_devices() if host else []
         device = next((d for d in devices if host and d.device == host.device_name), None)
         return WorkerInfo(
@@ -121,8 +126,12 @@ class WorkerReporter:
             device=device,
             dtype=host.dtype if host else None,
             available_devices=devices,
-            jobs_in_flight=int(current is not None),
-            current_job=current,
+            jobs_in_flight=len(jobs),
+            current_job=jobs[0] if jobs else None,
+            running_sequences=stats.running if stats else 0,
+            waiting_sequences=stats.waiting + stats.prefilling if stats else 0,
+            kv_cache_tokens=stats.kv_cache_tokens if stats else 0,
+            kv_cache_budget=stats.kv_cache_budget if stats else None,
             pages_done=self.pages_done,
             pages_per_second=self.pages_per_second(),
             started_at=self.started_at,

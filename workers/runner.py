@@ -25,7 +25,7 @@ from workers.events import (
 from workers.logs import log_context
 
 log = logging.getLogger(__name__)
-OcrFunction = Callable[[OcrRequest, OcrListener], OcrResult]
+OcrFunction = Callable[[OcrRequest, OcrListener, bool], OcrResult]  # (request, listener, background)
 
 
 class JobHandedOver(Exception):
@@ -71,6 +71,7 @@ def run_job(
     emit: Callable[[JobEvent], None],
     cancelled: Callable[[], bool],
     *,
+    background: bool = False,
     request_id: str | None = None,
 ) -> None:
     """Emit started → deltas/pages → exactly one terminal event. Never raises. Records logged meanwhile carry
@@ -81,7 +82,7 @@ def run_job(
             if cancelled():
                 raise JobCancelled("the job was cancelled before it started")
             emit(JobStarted(pages_total=max(request.page_total, 1)))
-            result = ocr(request, _EventListener(emit, cancelled))
+            result = ocr(request, _EventListener(emit, cancelled), background)
         except JobCancelled:
             log.info("job %s (request %s): cancelled", job_id, request_id or "-")
             emit(JobCancelledEvent())

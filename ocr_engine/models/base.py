@@ -37,6 +37,14 @@ class ModelAdapter(Protocol):
         """Tokenize `prompt` (one `<image>` placeholder when `image` is given) and preprocess the image in `mode`."""
         ...
 
-    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:
-        """Keyword arguments that give the model the batch's images (encoded features or normalised pixels)."""
+    @property
+    def decoder(self) -> torch.nn.Module:
+        """The DeepSeek-V2 text model: called with input embeddings, a 4-D mask, positions and a cache."""
+        ...
+
+    @property
+    def lm_head(self) -> torch.nn.Module: ...
+
+    def embed(self, sequence: PreparedSequence) -> torch.Tensor:
+        """The sequence's input embeddings (L×hidden), its page's image features encoded into their places."""
         ...

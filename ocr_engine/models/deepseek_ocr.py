@@ -112,8 +112,16 @@ class DeepseekOcrAdapter:
             vision["grid"],
         )
 
-    @torch.inference_mode()
-    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:
-        """Image tokens of the batch's pages, encoded one page at a time (memory bounded by one page's views)."""
-        features = [self.page_features(seq.vision) for seq in batch if seq.vision]
-        return {"image_embeds": features} if features else {}
+    @property
+    def decoder(self) -> torch.nn.Module:
+        return self.model.model
+
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.model.lm_head
+
+    def embed(self, sequence: PreparedSequence) -> torch.Tensor:
+        """The sequence's input embeddings (L×hidden), the page's image tokens in the placeholders' places."""
+        ids = torch.tensor(sequence.input_ids, device=self.device)
+        features = [self.page_features(sequence.vision)] if sequence.vision else None
+        return self.model.model.embed(ids[None], features)[0]

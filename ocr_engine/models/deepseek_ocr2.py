@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from PIL import Image
 from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ocr_engine.image_tokens import ImageGeometry
 from ocr_engine.models.base import PreparedSequence
@@ -111,17 +110,25 @@ class DeepseekOcr2Adapter:
         image_ids = [self.image_token_id] * self.geometry.image_tokens(tile_count)
         return PreparedSequence(input_ids=ids[:at] + image_ids + rest, vision=vision | {"tile_count": tile_count})
 
-    def vision_inputs(self, batch: list[PreparedSequence]) -> dict[str, Any]:
-        """Image features of the batch's pages, encoded one page at a time so that activation memory is bounded
-        by one page (a global view and up to six tiles), not by the whole batch."""
-        features: list[torch.Tensor] = []
-        for vision in (seq.vision for seq in batch if seq.vision):
+    @property
+    def decoder(self) -> torch.nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.model.lm_head
+
+    def embed(self, sequence: PreparedSequence) -> torch.Tensor:
+        """The sequence's input embeddings (L×hidden): token embeddings with the page's encoded image features in
+        the image placeholders' places. Encodes one page at a time: activation memory is one page's views."""
+        ids = torch.tensor(sequence.input_ids, device=self.device)
+        embeds = self.model.model.get_input_embeddings()(ids)
+        vision = sequence.vision
+        if vision:
             encoded = self.model.model.get_image_features(
                 pixel_values=to_pixels(vision["global"], self.normalisation, self.device, self.dtype),
                 pixel_values_local=to_pixels(vision["tiles"], self.normalisation, self.device, self.dtype),
                 num_local_patches=[vision["tile_count"]],
             )
-            features.extend(encoded.pooler_output)
-        if not features:
-            return {}
-        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
+            embeds[ids == self.image_token_id] = torch.cat(list(encoded.pooler_output)).to(embeds.dtype)
+        return embeds

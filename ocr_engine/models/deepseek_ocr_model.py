@@ -154,12 +154,24 @@ class DeepseekOcrModel(DeepseekOcr2TextModel):
         parts.append(self.view_seperator.to(global_view.dtype)[None])
         return torch.cat(parts, dim=0)
 
-    def forward(self, input_ids: torch.Tensor, image_embeds: list[torch.Tensor] | None = None, **kwargs: Any):
+    def embed(self, input_ids: torch.Tensor, image_embeds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Token embeddings with the pages' image features in the image placeholders' places."""
         embeds = self.embed_tokens(input_ids)
         if image_embeds:
             mask = (input_ids == self.image_token_id)[..., None]
             embeds = embeds.masked_scatter(mask, torch.cat(image_embeds).to(embeds.dtype))
-        return super().forward(inputs_embeds=embeds, **kwargs)
+        return embeds
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        image_embeds: list[torch.Tensor] | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, image_embeds)
+        return super().forward(inputs_embeds=inputs_embeds, **kwargs)
 
 
 class DeepseekOcrForCausalLM(nn.Module):

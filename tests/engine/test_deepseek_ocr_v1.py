@@ -27,6 +27,7 @@ from ocr_engine.pipeline import run_ocr
 from ocr_engine.pixels import to_pixels
 from ocr_engine.request import OcrRequest, SamplingParams
 from ocr_engine.testing import BOS, EOS, OCR_SPECIAL_TOKENS, PAD, write_tiny_deepseek_ocr
+from tests.engine.rows import generate
 from tests.fixtures import png_bytes
 
 DATA = Path(__file__).parents[1] / "data"
@@ -91,9 +92,9 @@ def test_golden_parity_with_the_original(golden_adapter, expected, case, record_
     input_ids = [CASES["bos_token_id"], *case["text_before"], *[CASES["image_token_id"]] * n_image, *case["text_after"]]
     assert len(input_ids) == case["input_ids_len"]
     with torch.inference_mode():
-        logits = golden_adapter.model(
-            input_ids=torch.tensor([input_ids]), **golden_adapter.vision_inputs([prepared]), use_cache=False
-        ).logits[0, -4:]
+        decoder = golden_adapter.decoder  # as the engine runs it: embeddings in, hidden states out, then lm_head
+        embeds = decoder.embed(torch.tensor([input_ids]), [golden_adapter.page_features(prepared.vision)])
+        logits = golden_adapter.lm_head(decoder(inputs_embeds=embeds).last_hidden_state)[0, -4:]
     diff = (logits - expected[f"{key}.logits_last4"]).abs().max().item()
     record_property("max_abs_logit_diff", diff)
     print(f"{key}: max |Δlogit| = {diff:.3e}")
@@ -174,25 +175,30 @@ def test_writer_checkpoint_is_in_the_original_format(tiny_v1):
 @pytest.mark.parametrize(("mode", "size"), [("tiny", (900, 500)), ("gundam", (1500, 700)), ("gundam", (500, 400))])
 def test_prepared_tokens_match_the_features_the_model_makes(tiny_v1, mode, size):
     prepared = tiny_v1.prepare("<image>\nFree OCR.", Image.new("RGB", size, "white"), mode)
-    (features,) = tiny_v1.vision_inputs([prepared])["image_embeds"]
+    with torch.inference_mode():
+        features = tiny_v1.page_features(prepared.vision)
     assert prepared.input_ids.count(tiny_v1.image_token_id) == features.shape[0]
     assert prepared.input_ids[0] == tiny_v1.tokenizer.bos_token_id
 
 
 def test_engine_generation_matches_a_full_forward(tiny_v1):
-    """Greedy tokens through the engine's KV-cache loop equal the argmax of one uncached forward pass."""
+    """Greedy tokens through the slot cache, two pages side by side, equal the argmax of one uncached forward of
+    the original model (input ids and image features) over prompt and tokens."""
     pages = [Image.new("RGB", (900, 1300), "white"), Image.new("RGB", (500, 400), "black")]
     batch = [tiny_v1.prepare("<image>\nFree OCR.", page, "gundam") for page in pages]
-    outputs = OcrEngine(tiny_v1, batch_size=2).generate(
-        batch, SamplingParams(max_tokens=4), on_token=lambda row, token: False, cancelled=lambda: False
-    )
-    for sequence, output in zip(batch, outputs, strict=True):
-        assert output.token_ids, "the engine generated nothing"
-        ids = torch.tensor([sequence.input_ids + output.token_ids[:-1]])
+    engine = OcrEngine(tiny_v1)
+    try:
+        outputs = generate(engine, batch, SamplingParams(max_tokens=4))
+    finally:
+        engine.close()
+    for sequence, tokens in zip(batch, outputs, strict=True):
+        assert tokens, "the engine generated nothing"
+        ids = torch.tensor([sequence.input_ids + tokens[:-1]])
         with torch.inference_mode():
-            logits = tiny_v1.model(input_ids=ids, **tiny_v1.vision_inputs([sequence]), use_cache=False).logits
+            features = [tiny_v1.page_features(sequence.vision)]
+            logits = tiny_v1.model(input_ids=ids, image_embeds=features, use_cache=False).logits
         expected = logits[0, len(sequence.input_ids) - 1 :].argmax(-1).tolist()
-        assert output.token_ids == expected[: len(output.token_ids)]
+        assert tokens == expected[: len(tokens)]
 
 
 def test_run_ocr_reads_a_page_with_the_tiny_v1(tiny_v1):

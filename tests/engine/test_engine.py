@@ -10,11 +10,14 @@ from PIL import Image, ImageDraw
 from transformers import DeepseekOcr2ImageProcessorPil
 
 from ocr_engine.engine import OcrEngine
-from ocr_engine.errors import JobCancelled, LimitExceeded, ModelUnavailable
+from ocr_engine.errors import LimitExceeded, ModelUnavailable
 from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, global_view, local_tiles, normalisation
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pixels import to_pixels
 from ocr_engine.request import SamplingParams
+from ocr_engine.sampling import make_generator
+from ocr_engine.scheduler import SchedulerLimits
+from tests.engine.rows import Collect, generate, submit
 
 
 def text_page(width: int, height: int, seed: int) -> Image.Image:
@@ -33,11 +36,9 @@ def adapter(tiny_checkpoint) -> DeepseekOcr2Adapter:
 
 @pytest.fixture(scope="module")
 def engine(adapter) -> OcrEngine:
-    return OcrEngine(adapter, batch_size=4)
-
-
-def never(*_: object) -> bool:
-    return False
+    engine = OcrEngine(adapter, limits=SchedulerLimits(max_num_seqs=4))
+    yield engine
+    engine.close()
 
 
 def test_loader_recognises_the_family_and_reports_missing_checkpoints(adapter, tmp_path):
@@ -76,43 +77,41 @@ def test_image_tokens_follow_the_tile_count(adapter):
     assert global_only.vision["tiles"] is None and global_only.input_ids.count(image_id) == 256 + 1
 
 
-def test_a_page_decodes_the_same_alone_and_in_a_padded_batch(engine, adapter):
+def test_a_page_decodes_the_same_alone_and_in_a_batch(engine, adapter):
     long_page = adapter.prepare("<image>\nFree OCR.", text_page(1191, 1684, 3), "gundam")
     short_page = adapter.prepare(
         "<image>\n<|grounding|>Convert the document to markdown.", text_page(500, 400, 4), "gundam"
     )
     params = SamplingParams(max_tokens=12)
-    alone = [engine.generate([p], params, on_token=never, cancelled=never)[0] for p in (long_page, short_page)]
-    together = engine.generate([long_page, short_page], params, on_token=never, cancelled=never)
-    assert [o.token_ids for o in together] == [o.token_ids for o in alone]
-    assert [o.prompt_tokens for o in together] == [len(long_page.input_ids), len(short_page.input_ids)]
+    alone = [generate(engine, [page], params)[0] for page in (long_page, short_page)]
+    assert generate(engine, [long_page, short_page], params) == alone
 
 
-def test_budget_callback_stop_and_cancel(engine, adapter):
+def test_budget_stop_and_cancel(engine, adapter):
     prompt = adapter.prepare("Hello", None, "gundam")
-    seen: list[int] = []
-    out = engine.generate(
-        [prompt], SamplingParams(max_tokens=5), on_token=lambda _, t: seen.append(t) or False, cancelled=never
-    )[0]
-    assert out.finish_reason == "length" and len(out.token_ids) == 5 and seen == out.token_ids
-    stopped = engine.generate([prompt], SamplingParams(max_tokens=5), on_token=lambda *_: True, cancelled=never)[0]
-    assert stopped.finish_reason == "stop" and len(stopped.token_ids) == 1
-    with pytest.raises(JobCancelled):
-        engine.generate([prompt], SamplingParams(max_tokens=5), on_token=never, cancelled=lambda: True)
+    sink = Collect()
+    submit(engine, prompt, SamplingParams(max_tokens=5), sink)
+    assert sink.result() == (sink.ids, "length") and len(sink.ids) == 5
+    stopped = Collect(stop_after=1)
+    submit(engine, prompt, SamplingParams(max_tokens=50), stopped)
+    ids, end = stopped.result()
+    assert end == "stop" and ids[0] == sink.ids[0] and len(ids) < 50  # it may run a step past the request
+    cancelled = Collect()
+    row = submit(engine, prompt, SamplingParams(max_tokens=200), cancelled)
+    cancelled.wait_for(lambda s: len(s.ids) >= 2)
+    row.cancel()
+    assert cancelled.result()[1] == "cancelled" and len(cancelled.ids) < 200
 
 
 def test_sampling_is_reproducible_with_a_seed(engine, adapter):
-    from ocr_engine.sampling import make_generator
-
     prompt = adapter.prepare("Hello", None, "gundam")
     params = SamplingParams(max_tokens=10, temperature=1.0, seed=7)
-    runs = [
-        engine.generate(
-            [prompt], params, on_token=never, cancelled=never, generator=make_generator(params, adapter.device)
-        )
-        for _ in range(2)
-    ]
-    assert runs[0][0].token_ids == runs[1][0].token_ids
+    runs = []
+    for _ in range(2):
+        sink = Collect()
+        submit(engine, prompt, params, sink, generator=make_generator(params, adapter.device))
+        runs.append(sink.result()[0])
+    assert runs[0] == runs[1]
 
 
 def test_prompt_longer_than_the_model_is_refused(engine):

@@ -29,7 +29,7 @@ class Deltas(OcrListener):
 
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint) -> OcrEngine:
-    return OcrEngine(load_adapter(str(tiny_checkpoint), device="cpu"), batch_size=2)
+    return OcrEngine(load_adapter(str(tiny_checkpoint), device="cpu"))
 
 
 def _pdf() -> bytes:

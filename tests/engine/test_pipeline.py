@@ -36,7 +36,7 @@ class Recorder(OcrListener):
 
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint) -> OcrEngine:
-    return OcrEngine(load_adapter(str(tiny_checkpoint), device="cpu"), batch_size=2)
+    return OcrEngine(load_adapter(str(tiny_checkpoint), device="cpu"))
 
 
 def test_pages_stream_in_order_and_join_with_the_separator(engine):

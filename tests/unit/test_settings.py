@@ -20,7 +20,9 @@ def test_flags_override_env_and_bad_values_fail_clearly():
     settings = apply_flags(settings_from_env({"OCRSERVE_PORT": "9000"}), args)
     assert settings.port == 7000 and settings.model_name == "ocr"
     with pytest.raises(SystemExit, match="invalid setting"):
-        settings_from_env({"OCRSERVE_BATCH_SIZE": "many"})
+        settings_from_env({"OCRSERVE_MAX_NUM_SEQS": "many"})
+    with pytest.raises(SystemExit, match=r"OCRSERVE_BATCH_SIZE is gone.*OCRSERVE_MAX_NUM_SEQS"):
+        settings_from_env({"OCRSERVE_BATCH_SIZE": "4"})
     assert settings.document_limits.max_pages == Settings().max_pages
 
 

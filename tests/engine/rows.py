@@ -1,0 +1,89 @@
+"""Submitting rows to a real engine and collecting what its scheduler says of them, for the engine tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ocr_engine.engine import OcrEngine
+from ocr_engine.models.base import PreparedSequence
+from ocr_engine.request import SamplingParams
+from ocr_engine.rows import Row, RowEnd
+
+WAIT_S = 120.0
+
+
+class EventLog:
+    """Every sink's news in the order the model thread gave it: (what, name)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def add(self, what: str, name: str) -> None:
+        with self.lock:
+            self.events.append((what, name))
+
+    def snapshot(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return list(self.events)
+
+
+class Collect:
+    """A RowSink that keeps a row's tokens and its end, and lets a test wait for either."""
+
+    def __init__(self, name: str = "", log: EventLog | None = None, stop_after: int | None = None) -> None:
+        self.name, self.log, self.stop_after = name, log, stop_after
+        self.ids: list[int] = []
+        self.end: RowEnd | None = None
+        self.error: BaseException | None = None
+        self.changed = threading.Condition()
+
+    def _note(self, what: str) -> None:
+        if self.log is not None:
+            self.log.add(what, self.name)
+
+    def admitted(self, row: Row) -> None:
+        self._note("admitted")
+
+    def tokens(self, row: Row, token_ids: list[int]) -> None:
+        with self.changed:
+            self.ids += token_ids
+            if self.stop_after is not None and len(self.ids) >= self.stop_after:
+                row.stop()
+            self.changed.notify_all()
+
+    def finished(self, row: Row, reason: RowEnd) -> None:
+        self._note("finished")
+        with self.changed:
+            self.end = reason
+            self.changed.notify_all()
+
+    def failed(self, row: Row, error: BaseException) -> None:
+        self._note("failed")
+        with self.changed:
+            self.error = error
+            self.changed.notify_all()
+
+    def wait_for(self, done: Callable[[Collect], bool]) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: done(self) or self.error is not None, WAIT_S), "the row stalled"
+        if self.error is not None:
+            raise self.error
+
+    def result(self) -> tuple[list[int], RowEnd]:
+        self.wait_for(lambda sink: sink.end is not None)
+        assert self.end is not None
+        return self.ids, self.end
+
+
+def submit(engine: OcrEngine, sequence: PreparedSequence, params: SamplingParams, sink: Collect, **kw) -> Row:
+    return engine.submit(sequence, params, sink, **kw)
+
+
+def generate(engine: OcrEngine, sequences: list[PreparedSequence], params: SamplingParams) -> list[list[int]]:
+    """Every sequence submitted at once; their tokens."""
+    sinks = [Collect() for _ in sequences]
+    for sequence, sink in zip(sequences, sinks, strict=True):
+        submit(engine, sequence, params, sink)
+    return [sink.result()[0] for sink in sinks]

@@ -1,0 +1,151 @@
+"""Continuous batching on tiny checkpoints of both families (fp32, CPU): rows join and leave the running batch at
+different steps and every page still decodes to exactly its tokens alone. Orders are checked by events, never
+by time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image, ImageDraw
+
+from ocr_engine.engine import OcrEngine
+from ocr_engine.errors import LimitExceeded
+from ocr_engine.models.loading import load_adapter
+from ocr_engine.request import SamplingParams
+from ocr_engine.rows import BACKGROUND
+from ocr_engine.scheduler import SchedulerLimits
+from ocr_engine.testing import write_tiny_deepseek_ocr
+from tests.engine.rows import Collect, EventLog, generate, submit
+
+
+def page(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    rng = random.Random(seed)
+    for line in range(12):
+        draw.text((rng.randint(0, size[0] - 90), rng.randint(0, size[1] - 20)), f"Row {line} {seed}", fill="black")
+    return image
+
+
+@pytest.fixture(scope="module", params=["deepseek-ocr-2", "deepseek-ocr"])
+def adapter(request, tiny_checkpoint, tmp_path_factory):
+    if request.param == "deepseek-ocr-2":
+        return load_adapter(str(tiny_checkpoint), device="cpu")
+    return load_adapter(str(write_tiny_deepseek_ocr(tmp_path_factory.mktemp("tiny-v1"))), device="cpu")
+
+
+@pytest.fixture
+def make_engine(adapter):
+    engines: list[OcrEngine] = []
+
+    def make(**limits) -> OcrEngine:
+        engines.append(OcrEngine(adapter, limits=SchedulerLimits(**limits)))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+@pytest.fixture
+def pages(adapter):
+    prompts = ["<image>\nFree OCR.", "<image>\n<|grounding|>Convert the document to markdown.", "<image>\nOCR."]
+    sizes = [(640, 480), (1200, 900), (500, 700), (800, 500)]  # one with tiles in gundam mode
+    return [adapter.prepare(prompts[i % 3], page(i, sizes[i]), "gundam") for i in range(4)]
+
+
+def test_rows_joining_and_leaving_at_different_steps_decode_as_alone(make_engine, pages):
+    """A long row runs; others join after it has made 3, 9 and 14 tokens, with budgets that make them leave at
+    different steps; one prompt is prefilled in chunks between decode steps. Every row's tokens equal its
+    tokens alone."""
+    budgets = [40, 12, 20, 6]
+    engine = make_engine(max_num_seqs=4, prefill_chunk=96)
+    alone = [generate(engine, [p], SamplingParams(max_tokens=b))[0] for p, b in zip(pages, budgets, strict=True)]
+    sinks = [Collect(str(i)) for i in range(4)]
+    submit(engine, pages[0], SamplingParams(max_tokens=budgets[0]), sinks[0])
+    for index, after in ((1, 3), (2, 9), (3, 14)):
+        sinks[0].wait_for(lambda sink, after=after: len(sink.ids) >= after)
+        submit(engine, pages[index], SamplingParams(max_tokens=budgets[index]), sinks[index])
+    assert [sink.result()[0] for sink in sinks] == alone
+    assert all(len(ids) == budget for ids, budget in zip(alone, budgets, strict=True))  # EOS is ignored by chance
+    unchunked = make_engine(max_num_seqs=4)
+    assert generate(unchunked, pages, SamplingParams(max_tokens=6)) == [ids[:6] for ids in alone]
+
+
+def test_cancelling_one_row_mid_decode_leaves_the_others_as_alone(make_engine, pages):
+    engine = make_engine(max_num_seqs=4)
+    params = SamplingParams(max_tokens=24)
+    alone = [generate(engine, [p], params)[0] for p in pages[:3]]
+    sinks = [Collect(str(i)) for i in range(3)]
+    rows = [submit(engine, p, params, sink) for p, sink in zip(pages[:3], sinks, strict=True)]
+    sinks[1].wait_for(lambda sink: len(sink.ids) >= 5)
+    rows[1].cancel()
+    assert sinks[1].result()[1] == "cancelled" and len(sinks[1].ids) < 24
+    assert [sinks[0].result()[0], sinks[2].result()[0]] == [alone[0], alone[2]]
+
+
+def test_a_seeded_sampled_row_is_the_same_whatever_runs_beside_it(make_engine, pages, adapter):
+    from ocr_engine.sampling import make_generator
+
+    engine = make_engine(max_num_seqs=4)
+    params = SamplingParams(max_tokens=16, temperature=0.9, top_p=0.95, seed=11)
+
+    def sampled(neighbours: int) -> list[int]:
+        sink = Collect()
+        others = [Collect() for _ in range(neighbours)]
+        for other, sequence in zip(others, pages[1:], strict=False):
+            submit(engine, sequence, SamplingParams(max_tokens=10, temperature=1.0), other)
+        submit(engine, pages[0], params, sink, generator=make_generator(params, adapter.device, 3))
+        for other in others:
+            other.result()
+        return sink.result()[0]
+
+    assert sampled(0) == sampled(3) == sampled(1)
+
+
+def test_an_interactive_row_gets_in_at_the_next_step_while_background_rows_fill_the_batch(make_engine, adapter):
+    """200 background rows wait for 8 slots (one reserved); an interactive row sent while they decode is the
+    next row admitted, ahead of every background row that was waiting before it."""
+    engine = make_engine(max_num_seqs=8, interactive_reserve=1)
+    log = EventLog()
+    text = adapter.prepare("Free OCR of a long page.", None, "gundam")
+    background = [Collect(f"bg{i}", log) for i in range(200)]
+    rows = [
+        submit(engine, text, SamplingParams(max_tokens=30), sink, priority=BACKGROUND, group="big")
+        for sink in background
+    ]
+    background[0].wait_for(lambda sink: len(sink.ids) >= 3)
+    chat = Collect("chat", log)
+    before = len(log.snapshot())
+    submit(engine, text, SamplingParams(max_tokens=4), chat, group="chat")
+    chat.result()
+    after = [name for what, name in log.snapshot()[before:] if what == "admitted"]
+    assert after[0] == "chat", after[:5]
+    for row in rows:
+        row.cancel()
+    for sink in background:
+        sink.result()
+
+
+def test_a_tiny_kv_budget_makes_rows_wait_and_loses_none(make_engine, pages):
+    params = SamplingParams(max_tokens=10)
+    longest = max(len(p.input_ids) for p in pages) + 10
+    engine = make_engine(max_num_seqs=4, kv_cache_tokens=2 * 256 * (-(-longest // 256)), interactive_reserve=0)
+    alone = [generate(engine, [p], params)[0] for p in pages]
+    log = EventLog()
+    sinks = [Collect(str(i), log) for i in range(len(pages))]
+    for sequence, sink in zip(pages, sinks, strict=True):
+        submit(engine, sequence, params, sink)
+    assert [sink.result()[0] for sink in sinks] == alone
+    admitted = 0
+    for what, _ in log.snapshot():
+        admitted += 1 if what == "admitted" else -1
+        assert admitted <= 2, "more rows ran than the KV budget holds"
+    assert engine.stats().kv_cache_tokens == 0  # released once idle
+
+
+def test_a_row_that_can_never_fit_the_kv_budget_is_refused(make_engine, pages):
+    engine = make_engine(max_num_seqs=4, kv_cache_tokens=64)
+    with pytest.raises(LimitExceeded, match="OCRSERVE_KV_CACHE_TOKENS"):
+        submit(engine, pages[0], SamplingParams(max_tokens=10), Collect())
