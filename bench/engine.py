@@ -1,117 +1,160 @@
-"""Engine throughput per batch size: pages/s and output tokens/s of whole OCR jobs through `run_ocr`.
+"""Aggregate decode throughput of the running batch with 1, 4 and 16 sequences that arrive at different times.
 
-For each batch size, OCRs the same N-page synthetic A4 text PDF (rasterized at `--dpi`, so at 144 DPI every
-page is a 1024 px global view plus 6 tiles of 768 px) with a fixed `max_tokens`, greedy, through the real path:
-`load_adapter` → `OcrEngine(batch_size=B)` → `run_ocr` (rasterize, preprocess, prefill, decode, detokenize).
-One untimed warm-up job runs first (CUDA start-up, allocator); on CUDA the clock stops after a synchronize.
+Builds DeepSeek-OCR-2 with random weights in the published shapes (`--shapes`, default
+shared/reference/deepseek-ocr-2-full-shapes.json beside the repository: 3.39 B parameters, the same compute as
+the real model) or, with `--tiny`, the tiny test checkpoint; the tokenizer and geometry come from the tiny
+checkpoint. Rows are text-only (`--prompt-tokens` random prompt ids, EOS ignored) submitted straight to the
+engine's scheduler, so prefill and decode are all that is measured.
 
-Random weights may emit EOS early and end a page after a few tokens, which would make batch sizes incomparable.
-`--ignore-eos` (the default) gives the adapter instance of this benchmark an EOS id no token has, so every page
-generates exactly `max_tokens` (like vLLM's `ignore_eos`); `--stop-at-eos` keeps the model's EOS. The output
-tokens counted are always the ones actually generated.
+For each C: row i+1 is submitted once row i has its first token (arrivals at different steps, so the rows'
+cached lengths differ as in real traffic); once all C decode, tokens are counted over `--steps` decode steps
+and the rows are cancelled. The same C rows submitted at once (a static batch) are measured beside it. Prints
+C | staggered tok/s | × C=1 | static tok/s | × C=1. Target: >= 3.5× at 16 for the staggered rows.
 
-Prints a Markdown table: batch size | pages/s | output tokens/s | mean prompt tokens, plus the seconds of the job
-and the seconds spent in `adapter.prepare` as a share of it (CPU preprocessing on the prepare workers, summed over
-them; it overlaps with the model, so it is a cost to hide, not a part of the job's time). No target: the PASS
-line only checks that every page produced its tokens.
-
-    python bench/engine.py [--model DIR_OR_ID] [--device auto] [--pages 8] [--max-tokens 32] [--batch-sizes 1,2,4,8]
+    python bench/engine.py [--tiny] [--device cpu] [--counts 1,4,16] [--steps 24] [--prompt-tokens 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
-from common import make_text_pdf, synchronize, tiny_checkpoint, verdict
+import torch
+from common import tiny_checkpoint, verdict
 
-from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.engine import OcrEngine
+from ocr_engine.image_tokens import ImageGeometry
+from ocr_engine.models.base import PreparedSequence
+from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 from ocr_engine.models.loading import load_adapter
-from ocr_engine.pipeline import run_ocr
-from ocr_engine.prompts import PRESETS
-from ocr_engine.request import OcrRequest, SamplingParams
+from ocr_engine.request import SamplingParams
+from ocr_engine.rows import Row, RowEnd
+from ocr_engine.scheduler import SchedulerLimits
+
+SHAPES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepseek-ocr-2-full-shapes.json"
 
 
-class PrepareClock:
-    """Wraps `adapter.prepare` of one adapter instance to add up the seconds spent in it, over all workers."""
+class Timed:
+    """A row sink that stamps every token."""
 
-    def __init__(self, adapter) -> None:
-        self.seconds = 0.0
-        self.inner = adapter.prepare
-        self.lock = threading.Lock()
-        adapter.prepare = self
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.first = threading.Event()
+        self.ended = threading.Event()
 
-    def __call__(self, *args):
-        start = time.perf_counter()
-        try:
-            return self.inner(*args)
-        finally:
-            with self.lock:
-                self.seconds += time.perf_counter() - start
+    def admitted(self, row: Row) -> None:
+        pass
+
+    def tokens(self, row: Row, token_ids: list[int]) -> None:
+        self.stamps.extend([time.perf_counter()] * len(token_ids))
+        self.first.set()
+
+    def finished(self, row: Row, reason: RowEnd) -> None:
+        self.ended.set()
+
+    def failed(self, row: Row, error: BaseException) -> None:
+        print(f"a row failed: {error!r}")
+        self.ended.set()
+        self.first.set()
+
+
+def full_size_adapter(tiny: str, shapes: Path, device: torch.device, dtype: torch.dtype) -> DeepseekOcr2Adapter:
+    from transformers import AutoProcessor, DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(tiny, backend="pil")
+    raw = json.loads((Path(tiny) / "config.json").read_text())
+    wanted = json.loads(shapes.read_text())
+    raw["text_config"].update(wanted["text_config"])
+    raw["vision_config"]["encoder_config"].update(wanted["vision_config"]["encoder_config"])
+    config = DeepseekOcr2Config(**{k: v for k, v in raw.items() if not k.startswith("_")})
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        model = DeepseekOcr2ForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    geometry = ImageGeometry.from_processor(processor.image_processor, processor.patch_size, processor.downsample_ratio)
+    print(f"full-size random model: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
+    return DeepseekOcr2Adapter(model, processor.tokenizer, geometry, device, dtype)
+
+
+def measure(engine: OcrEngine, prompts: list[PreparedSequence], steps: int, staggered: bool) -> float:
+    """Aggregate tokens/s over `steps` decode steps once every row decodes."""
+    sinks = [Timed() for _ in prompts]
+    params = SamplingParams(max_tokens=100_000)
+    rows = []
+    for sink, prompt in zip(sinks, prompts, strict=True):
+        rows.append(engine.submit(prompt, params, sink))
+        if staggered:
+            sink.first.wait()
+    for sink in sinks:
+        sink.first.wait()
+    start = max(sink.stamps[0] for sink in sinks)
+    lead = sinks[-1]
+    while sum(1 for stamp in lead.stamps if stamp > start) < steps:
+        time.sleep(0.01)
+    end = time.perf_counter()
+    for row in rows:
+        row.cancel()
+    for sink in sinks:
+        sink.ended.wait()
+    counted = sum(1 for sink in sinks for stamp in sink.stamps if start < stamp <= end)
+    return counted / (end - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="checkpoint directory or hub id (default: a tiny random one in a temp dir)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--pages", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated")
-    parser.add_argument("--dpi", type=int, default=144)
-    parser.add_argument("--prompt", default=PRESETS["markdown"])
-    eos = parser.add_mutually_exclusive_group()
-    eos.add_argument("--ignore-eos", dest="ignore_eos", action="store_true", default=True, help="(default)")
-    eos.add_argument("--stop-at-eos", dest="ignore_eos", action="store_false")
+    parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint instead of the full-size shapes")
+    parser.add_argument("--shapes", type=Path, default=SHAPES)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--counts", default="1,4,16")
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--prompt-tokens", type=int, default=256)
     args = parser.parse_args()
-    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
-
-    limits = DocumentLimits(max_pages=max(args.pages, 500))
-    sampling = SamplingParams(max_tokens=args.max_tokens)
-
-    def job(pages: int) -> OcrRequest:
-        document = load_document(make_text_pdf(pages), name="bench.pdf", limits=limits)
-        return OcrRequest(prompt=args.prompt, documents=(document,), sampling=sampling, dpi=args.dpi)
+    counts = [int(count) for count in args.counts.split(",")]
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
     with ExitStack() as stack:
-        model = args.model or stack.enter_context(tiny_checkpoint())
-        adapter = load_adapter(model, device=args.device, dtype=args.dtype)
-        if args.ignore_eos:
-            adapter.eos_token_id = -1  # no token has this id: rows end only at max_tokens
-        clock = PrepareClock(adapter)
-        print(f"model: {args.model or 'tiny random DeepSeek-OCR-2'}; device {adapter.device}, dtype {adapter.dtype}")
-        print(f"{args.pages} A4 pages at {args.dpi} DPI, max_tokens={args.max_tokens}, ignore EOS: {args.ignore_eos}")
+        tiny = stack.enter_context(tiny_checkpoint())
+        if args.tiny:
+            adapter = load_adapter(tiny, device=args.device, dtype=args.dtype)
+        else:
+            adapter = full_size_adapter(tiny, args.shapes, device, dtype)
+        adapter.eos_token_id = -1  # no token has this id: rows end only when cancelled
+        engine = OcrEngine(adapter, limits=SchedulerLimits(max_num_seqs=max(counts), interactive_reserve=0))
+        rng = random.Random(0)
+        vocab = len(adapter.tokenizer)
 
-        warm = job(min(2, args.pages))
-        run_ocr(OcrEngine(adapter, batch_size=max(batch_sizes)), warm, limits=limits)
-        request = job(args.pages)
-        rows, complete = [], True
-        for size in batch_sizes:
-            engine = OcrEngine(adapter, batch_size=size)
-            clock.seconds = 0.0
-            synchronize(adapter.device)
-            start = time.perf_counter()
-            result = run_ocr(engine, request, limits=limits)
-            synchronize(adapter.device)
-            seconds = time.perf_counter() - start
-            pages = len(result.pages)
-            tokens = result.usage.completion_tokens
-            complete &= not args.ignore_eos or tokens == pages * args.max_tokens
-            rows.append((size, pages / seconds, tokens / seconds, result.usage.prompt_tokens / pages, seconds, tokens))
-            rows[-1] += (clock.seconds / seconds,)
+        def prompts(count: int) -> list[PreparedSequence]:
+            return [
+                PreparedSequence(input_ids=[rng.randrange(3, vocab) for _ in range(args.prompt_tokens)])
+                for _ in range(count)
+            ]
 
+        print(f"device {device}, dtype {dtype}; prompts of {args.prompt_tokens} tokens, {args.steps} steps counted")
+        measure(engine, prompts(2), 4, staggered=True)  # warm-up
+        table = []
+        for count in counts:
+            staggered = measure(engine, prompts(count), args.steps, staggered=True)
+            static = measure(engine, prompts(count), args.steps, staggered=False)
+            table.append((count, staggered, static))
+            print(f"  {count} sequences: staggered {staggered:.1f} tok/s, static {static:.1f} tok/s", flush=True)
+        engine.close()
+
+    base_staggered, base_static = table[0][1], table[0][2]
     print()
-    print("| batch size | pages/s | output tokens/s | mean prompt tokens | job s | output tokens | prepare share |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size, pages_s, tokens_s, prompt, seconds, tokens, share in rows:
-        print(f"| {size} | {pages_s:.2f} | {tokens_s:.1f} | {prompt:.0f} | {seconds:.2f} | {tokens} | {share:.0%} |")
-    print()
-    best = max(rows, key=lambda row: row[1])
-    print(f"best: batch size {best[0]} at {best[1]:.2f} pages/s ({best[1] / rows[0][1]:.2f}x batch size {rows[0][0]})")
-    verdict(complete, "every page generated max_tokens tokens" if args.ignore_eos else "ran with the model's EOS")
+    print("| sequences | staggered tok/s | × 1 | static tok/s | × 1 |")
+    print("|---:|---:|---:|---:|---:|")
+    for count, staggered, static in table:
+        print(
+            f"| {count} | {staggered:.1f} | {staggered / base_staggered:.2f} | {static:.1f} | "
+            f"{static / base_static:.2f} |"
+        )
+    last = table[-1]
+    verdict(last[1] / base_staggered >= 3.5, f"{last[0]} staggered sequences: {last[1] / base_staggered:.2f}× (>= 3.5)")
 
 
 if __name__ == "__main__":

@@ -35,10 +35,12 @@ class NoRepeatNGramGuard(LogitsProcessor):
         ngrams = window.unfold(1, n, 1)  # (B, K, n): every n-gram that lies inside the window
         prefix = window[:, window.shape[1] - n + 1 :].unsqueeze(1)  # (B, 1, n-1): the n-gram being completed
         rows, starts = (ngrams[:, :, :-1] == prefix).all(dim=2).nonzero(as_tuple=True)
+        tokens = ngrams[rows, starts, -1]
+        rows, tokens = rows[tokens >= 0], tokens[tokens >= 0]  # padding against padding bans nothing
         if rows.numel() == 0:
             return scores
         banned = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        banned[rows.to(scores.device), ngrams[rows, starts, -1].to(scores.device)] = True
+        banned[rows.to(scores.device), tokens.to(scores.device)] = True
         exempt = [t for t in self.exempt_token_ids if t < scores.shape[1]]
         banned[:, exempt] = False
         return scores.masked_fill(banned, float("-inf"))

@@ -295,6 +295,7 @@ class Scheduler:
             first = sample_rows(logits[None], [row.params], [row.generator])
             ending = self._take(row, int(first))
             if ending is None:
+                self._history[row.slot, -1] = row.last_token  # the guard's window starts with the first token
                 self._running.append(row)
             else:
                 row.slot = -1

@@ -46,6 +46,8 @@ DEFAULT_SERVER_ENV = {
     "OCRSERVE_MAX_PAGES": "6",
     "OCRSERVE_MAX_DOCUMENT_BYTES": "2000000",
     "OCRSERVE_MAX_PIXELS": "30000000",
+    # a batch of four, so that the pages of a six-page job finish in two waves (tests cancel between them)
+    "OCRSERVE_MAX_NUM_SEQS": "4",
 }
 
 
@@ -64,7 +66,9 @@ def server(
         return
     with ExitStack() as stack:
         redis_url = stack.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
-        stack.enter_context(running_worker(tiny_checkpoint, server_logs, "celery-worker", redis_url))
+        stack.enter_context(
+            running_worker(tiny_checkpoint, server_logs, "celery-worker", redis_url, DEFAULT_SERVER_ENV)
+        )
         env = {**DEFAULT_SERVER_ENV, "OCRSERVE_REDIS_URL": redis_url}
         handle = stack.enter_context(running_server(tiny_checkpoint, server_logs, "celery-api", env))
         wait_for_worker(handle)

@@ -48,7 +48,25 @@ def execute(
     """Run one queued job. A job that is gone, finished (cancelled while queued) or running on another live
     worker is skipped; a job whose worker died runs again from the start. Past `time_limit` the job fails at its
     next decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
-    failed and the process exits (hard limit), to be restarted by its supervisor."""
+    failed and the process exits (hard limit), to be restarted by its supervisor. A job already running on
+    this worker (its message delivered twice: redelivered and requeued) is skipped too: the worker runs many jobs
+    at once, and one job must never run twice side by side."""
+    with reporter.running(job_id) as fresh:
+        if not fresh:
+            log.info("job %s: skipped (already running on this worker)", job_id)
+            return
+        _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry)
+
+
+def _execute(
+    job_id: str,
+    store: JobStore,
+    ocr: OcrFunction,
+    *,
+    time_limit: float,
+    reporter: WorkerReporter,
+    registry: WorkerRegistry,
+) -> None:
     record = store.claim(job_id, reporter.worker_id, registry.is_alive)
     if record is None:
         current = store.get(job_id)
@@ -81,7 +99,7 @@ def execute(
         log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
         os._exit(70)
 
-    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process), reporter.running(job_id):
+    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
         run_job(
             job_id,
             request,

@@ -84,14 +84,18 @@ class WorkerReporter:
         )
 
     @contextmanager
-    def running(self, job_id: str) -> Iterator[None]:
+    def running(self, job_id: str) -> Iterator[bool]:
+        """Count the job as running meanwhile; yields False (and counts nothing) if it is running already."""
         with self._lock:
-            self.jobs[job_id] = None
+            fresh = job_id not in self.jobs
+            if fresh:
+                self.jobs[job_id] = None
         try:
-            yield
+            yield fresh
         finally:
-            with self._lock:
-                self.jobs.pop(job_id, None)
+            if fresh:
+                with self._lock:
+                    self.jobs.pop(job_id, None)
 
     def observe(self, event: JobEvent) -> None:
         """Count finished pages (the pace over the last minute comes from their times)."""

@@ -382,3 +382,27 @@ def test_cancelling_a_finished_response_names_its_status(
         reply = http.post(f"/v1/responses/{created.id}/cancel")
     assert reply.status_code == 400
     assert "already incomplete" in reply.json()["error"]["message"]
+
+
+def test_several_jobs_run_at_once_over_one_model(
+    client: openai.OpenAI, server: ServerHandle, long_jobs: list[str]
+) -> None:
+    """Three long background jobs are all `in_progress` at the same moment: the worker (embedded or Celery) runs
+    them side by side, their pages decoding in the model's one batch, and the registry counts them."""
+    created = [start_long_job(client, server, long_jobs) for _ in range(3)]
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        statuses = [client.responses.retrieve(job.id).status for job in created]
+        if statuses == ["in_progress"] * 3:
+            break
+        assert "queued" in statuses or "in_progress" in statuses, statuses
+        assert time.monotonic() < deadline, f"the jobs never ran together: {statuses}"
+        time.sleep(0.05)
+    with server.client() as http:
+        while True:  # a job shows in_progress as it starts reading its pages: they reach the batch a little later
+            workers = http.get("/v1/devices/status").json()["workers"]
+            busiest = max(workers, key=lambda worker: worker["running_sequences"])
+            if busiest["running_sequences"] >= 2 and busiest["jobs_in_flight"] >= 2:
+                break
+            assert time.monotonic() < deadline, f"never two rows of two jobs in the batch: {workers}"
+            time.sleep(0.05)

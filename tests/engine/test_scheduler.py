@@ -4,6 +4,7 @@ by time."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -39,9 +40,10 @@ def adapter(request, tiny_checkpoint, tmp_path_factory):
 def make_engine(adapter):
     engines: list[OcrEngine] = []
 
-    def make(**limits) -> OcrEngine:
-        engines.append(OcrEngine(adapter, limits=SchedulerLimits(**limits)))
-        return engines[-1]
+    def make(ngram_size: int = 30, window_size: int = 90, **limits) -> OcrEngine:
+        engine = OcrEngine(adapter, limits=SchedulerLimits(**limits), ngram_size=ngram_size, window_size=window_size)
+        engines.append(engine)
+        return engine
 
     yield make
     for engine in engines:
@@ -104,10 +106,12 @@ def test_a_seeded_sampled_row_is_the_same_whatever_runs_beside_it(make_engine, p
     assert sampled(0) == sampled(3) == sampled(1)
 
 
-def test_an_interactive_row_gets_in_at_the_next_step_while_background_rows_fill_the_batch(make_engine, adapter):
-    """200 background rows wait for 8 slots (one reserved); an interactive row sent while they decode is the
-    next row admitted, ahead of every background row that was waiting before it."""
-    engine = make_engine(max_num_seqs=8, interactive_reserve=1)
+@pytest.mark.parametrize("reserve", [1, 0])
+def test_an_interactive_row_goes_ahead_of_every_waiting_background_row(make_engine, adapter, reserve):
+    """200 background rows wait for 8 slots; an interactive row sent while they decode is the next row admitted,
+    ahead of every background row that was waiting before it: at the next step with a reserved slot, at the
+    next free slot without one."""
+    engine = make_engine(max_num_seqs=8, interactive_reserve=reserve)
     log = EventLog()
     text = adapter.prepare("Free OCR of a long page.", None, "gundam")
     background = [Collect(f"bg{i}", log) for i in range(200)]
@@ -149,3 +153,46 @@ def test_a_row_that_can_never_fit_the_kv_budget_is_refused(make_engine, pages):
     engine = make_engine(max_num_seqs=4, kv_cache_tokens=64)
     with pytest.raises(LimitExceeded, match="OCRSERVE_KV_CACHE_TOKENS"):
         submit(engine, pages[0], SamplingParams(max_tokens=10), Collect())
+
+
+def test_the_repetition_guard_covers_every_generated_token_of_every_row(make_engine, pages):
+    """With bigrams banned over a window of 8, no row (joining the batch at different times) ever repeats a
+    bigram within 8 tokens, its first token included; the tiny model loops at once without the guard."""
+    engine = make_engine(max_num_seqs=4, ngram_size=2, window_size=8)
+    sinks = [Collect(str(i)) for i in range(3)]
+    submit(engine, pages[0], SamplingParams(max_tokens=30), sinks[0])
+    sinks[0].wait_for(lambda sink: len(sink.ids) >= 5)
+    for sequence, sink in zip(pages[1:3], sinks[1:], strict=True):
+        submit(engine, sequence, SamplingParams(max_tokens=30), sink)
+    for sink in sinks:
+        ids = sink.result()[0]
+        for end in range(2, len(ids) + 1):
+            window = ids[max(0, end - 9) : end]  # the 8 tokens the guard saw, and the one it allowed
+            bigrams = list(itertools.pairwise(window))
+            assert bigrams[-1] not in bigrams[:-1], (ids, end)
+
+
+def test_slot_decoding_gives_the_logits_of_one_full_forward(adapter, pages):
+    """Chunked prefill into slot 1 (slot 0 holds another row) and decode steps of both rows give, for each row,
+    the logits one uncached forward over its whole sequence gives: masks, positions and slots are right."""
+    import torch
+
+    from ocr_engine.decoder import SlotDecoder
+
+    decoder = SlotDecoder(adapter)
+    rows = [adapter.embed(pages[2]), adapter.embed(pages[0])]
+    decoder.cache.reserve(2, max(len(r) for r in rows) + 8, [])
+    tokens: list[list[int]] = [[], []]
+    with torch.inference_mode():
+        for slot, embeds in enumerate(rows):
+            for start in range(0, len(embeds), 100):
+                logits = decoder.prefill(slot, embeds[start : start + 100], start)
+            tokens[slot].append(int(logits.argmax()))
+        for step in range(4):
+            positions = torch.tensor([len(r) + step for r in rows])
+            logits = decoder.decode(torch.tensor([t[-1] for t in tokens]), positions)
+            for slot in range(2):
+                full = torch.cat([rows[slot], adapter.decoder.embed_tokens(torch.tensor(tokens[slot]))])
+                expected = adapter.lm_head(adapter.decoder(inputs_embeds=full[None]).last_hidden_state[0, -1])
+                torch.testing.assert_close(logits[slot], expected.float(), atol=1e-4, rtol=1e-4)
+                tokens[slot].append(int(logits[slot].argmax()))

@@ -85,3 +85,13 @@ def test_greedy_loop_is_broken() -> None:
     assert _greedy(LogitsProcessorList(), 20) == [0, 1, 2, 3, 4] * 4
     guard = NoRepeatNGramGuard(ngram_size=3, window_size=90)
     assert _greedy(LogitsProcessorList([guard]), 20) == [0, 1, 2, 3, 4, 0, 1, 5]
+
+
+def test_rows_padded_with_a_negative_id_are_guarded_as_alone() -> None:
+    """The running batch pads short histories on the left with -1 to the window's width: every row must be
+    banned exactly what its own unpadded history bans."""
+    guard = NoRepeatNGramGuard(ngram_size=3, window_size=10)
+    histories = [[1, 2, 3, 4, 1, 2], [1, 2], [5, 1, 5, 1, 5], [1, 2, 3, 1, 2, 5, 1, 2, 6, 1], []]
+    padded = [[-1] * (10 - len(history)) + history for history in histories]
+    alone = [_banned(guard, [history])[0] if history else [] for history in histories]
+    assert _banned(guard, padded) == alone

@@ -147,3 +147,14 @@ def test_the_heartbeat_thread_outlives_errors_in_a_round(client: redis.Redis) ->
     finally:
         heartbeat.stop()
     assert reporter.worker_id not in {w.worker_id for w in registry.workers()}
+
+
+def test_a_job_already_running_on_a_worker_is_not_counted_or_started_twice():
+    from workers.reporter import WorkerReporter
+
+    reporter = WorkerReporter("celery", "tiny")
+    with reporter.running("job-1") as first:
+        with reporter.running("job-1") as second:
+            assert (first, second) == (True, False)
+        assert list(reporter.jobs) == ["job-1"], "the refused second run leaves the first counted"
+    assert reporter.jobs == {}

@@ -1,0 +1,122 @@
+"""Many users at once: C concurrent single-page chat requests against the same requests one at a time.
+
+For embedded mode and for Celery + Redis (a private redis-server, one `ocrserve worker`), through the real HTTP
+server: `--requests` chat completions, each one distinct small page image (greedy, `--max-tokens` per page),
+first one at a time, then with `--clients` concurrent clients. Prints requests/s of both, their ratio, p50/p95
+latency, and checks that every concurrent reply equals its one-at-a-time reply (continuous batching must not
+change a page's text). Target with the tiny checkpoint on the 2-core CPU: ratio >= 2.5 at 16 clients and 256
+tokens per page (the vision encoder's fixed cost per page bounds it here).
+
+    python bench/concurrency.py [--clients 16] [--requests 32] [--max-tokens 256] [--modes embedded,celery]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from common import make_page_image, tiny_checkpoint, verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixtures import ServerHandle, running_redis, running_server, running_worker, wait_for_worker
+
+
+def page_urls(count: int) -> list[str]:
+    urls = []
+    for seed in range(count):
+        buffer = io.BytesIO()
+        make_page_image(320, 240, seed=seed).save(buffer, format="PNG")
+        urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+    return urls
+
+
+async def one(client: httpx.AsyncClient, server: ServerHandle, url: str, max_tokens: int) -> tuple[str, float]:
+    body = {
+        "model": server.model,
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    start = time.perf_counter()
+    reply = await client.post("/v1/chat/completions", json=body)
+    reply.raise_for_status()
+    return reply.json()["choices"][0]["message"]["content"], time.perf_counter() - start
+
+
+async def run(server: ServerHandle, urls: list[str], clients: int, max_tokens: int) -> tuple[float, list, list]:
+    """(requests/s, texts in request order, latencies)."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(urls)):
+        queue.put_nowait(index)
+    texts: list[str] = [""] * len(urls)
+    latencies: list[float] = []
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            texts[index], latency = await one(client, server, urls[index], max_tokens)
+            latencies.append(latency)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url, timeout=600, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        return len(urls) / (time.perf_counter() - start), texts, latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def measure(name: str, server: ServerHandle, args: argparse.Namespace) -> bool:
+    urls = page_urls(args.requests)
+    asyncio.run(run(server, urls[:2], 2, 4))  # warm-up
+    alone_rate, alone_texts, alone_lat = asyncio.run(run(server, urls, 1, args.max_tokens))
+    rate, texts, lat = asyncio.run(run(server, urls, args.clients, args.max_tokens))
+    same = sum(a == b for a, b in zip(alone_texts, texts, strict=True))
+    ratio = rate / alone_rate
+    print(f"{name}: {args.requests} single-page chats, {args.max_tokens} tokens each")
+    print(f"  one at a time: {alone_rate:.2f} req/s, p50 {statistics.median(alone_lat):.2f} s")
+    print(
+        f"  {args.clients} clients:    {rate:.2f} req/s, p50 {statistics.median(lat):.2f} s, "
+        f"p95 {percentile(lat, 0.95):.2f} s"
+    )
+    ok = verdict(ratio >= 2.5, f"{name}: throughput ratio {ratio:.2f} (target >= 2.5)")
+    return verdict(same == len(urls), f"{name}: {same} of {len(urls)} replies identical to one at a time") and ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--modes", default="embedded,celery")
+    args = parser.parse_args()
+    env = {"OCRSERVE_MAX_NUM_SEQS": str(max(16, args.clients)), "OCRSERVE_WORKER_CONCURRENCY": str(args.clients)}
+    with tiny_checkpoint() as model, tempfile.TemporaryDirectory() as scratch:
+        logs, checkpoint = Path(scratch), Path(model)
+        if "embedded" in args.modes:
+            with running_server(checkpoint, logs, "embedded", env) as server:
+                measure("embedded", server, args)
+        if "celery" in args.modes:
+            with ExitStack() as stack:
+                redis_url = stack.enter_context(running_redis(logs))
+                stack.enter_context(running_worker(checkpoint, logs, "worker", redis_url, env))
+                celery_env = {"OCRSERVE_REDIS_URL": redis_url}
+                server = stack.enter_context(running_server(checkpoint, logs, "celery", celery_env))
+                wait_for_worker(server)
+                measure("celery", server, args)
+
+
+if __name__ == "__main__":
+    main()
