@@ -10,13 +10,13 @@ milestone (page 150, 1/2), and the peak over the whole job; then the growth per 
 least-squares slope of per-page RSS from the warm-up milestone on; target: flat, under `--target-mib` = 50 MiB
 per 100 pages), plus the wall time and pages/s. `--trim` calls glibc's `malloc_trim(0)` before each per-page
 reading: growth that disappears with it is freed memory the allocator kept (fragmentation after the large
-transient buffers of each batch), not live objects; growth that stays is a leak.
+transient buffers of each prefill), not live objects; growth that stays is a leak.
 
 With the tiny model on 2 CPU cores the default 300 pages take 3-5 minutes, dominated by the vision encoder's
-prefill (about 2.7 GiB of transient buffers per batch of 4 A4 pages); `--pages 60` gives a quicker, rougher
-reading.
+prefill (one A4 page at a time, its transient buffers freed before the next); `--pages 60` gives a quicker,
+rougher reading. `--max-num-seqs` bounds the running batch (pages decoding at once).
 
-    python bench/memory.py [--pages 300] [--batch-size 4] [--dpi 144]
+    python bench/memory.py [--pages 300] [--max-num-seqs 16] [--dpi 144]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from common import make_text_pdf, rss_mib, tiny_checkpoint, verdict
 
 from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.engine import OcrEngine
+from ocr_engine.scheduler import SchedulerLimits
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest, SamplingParams
@@ -92,7 +93,7 @@ def slope_per_100(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-num-seqs", type=int, default=16)
     parser.add_argument("--dpi", type=int, default=144)
     parser.add_argument("--interval", type=float, default=0.05, help="RSS sampling period in seconds")
     parser.add_argument(
@@ -106,7 +107,8 @@ def main() -> None:
     document = load_document(make_text_pdf(args.pages), name="bench.pdf", limits=limits)
     request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=1), dpi=args.dpi)
     with tiny_checkpoint() as model:
-        engine = OcrEngine(load_adapter(model, device="cpu"), batch_size=args.batch_size)
+        scheduler_limits = SchedulerLimits(max_num_seqs=args.max_num_seqs)
+        engine = OcrEngine(load_adapter(model, device="cpu"), limits=scheduler_limits)
         before = rss_mib()
         print(
             f"RSS before the job (model loaded, {len(document.data) / 2**20:.1f} MiB PDF in memory): {before:.1f} MiB"
