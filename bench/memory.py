@@ -31,11 +31,11 @@ from common import make_text_pdf, rss_mib, tiny_checkpoint, verdict
 
 from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.engine import OcrEngine
-from ocr_engine.scheduler import SchedulerLimits
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest, SamplingParams
 from ocr_engine.results import PageResult
+from ocr_engine.scheduler import SchedulerLimits
 
 
 class RssSampler(threading.Thread):
