@@ -24,7 +24,7 @@ from workers.engine_options import EngineOptions
 from workers.events import JobError, JobEvent, JobFailed
 from workers.heartbeat import Heartbeat
 from workers.model_host import ModelHost
-from workers.recovery import requeue_lost_jobs
+from workers.recovery import Resend, requeue_jobs_of, requeue_lost_jobs
 from workers.redis_store import JobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
@@ -44,18 +44,20 @@ def execute(
     time_limit: float,
     reporter: WorkerReporter,
     registry: WorkerRegistry,
+    resend: Resend,
 ) -> None:
     """Run one queued job. A job that is gone, finished (cancelled while queued) or running on another live
     worker is skipped; a job whose worker died runs again from the start. Past `time_limit` the job fails at its
     next decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
-    failed and the process exits (hard limit), to be restarted by its supervisor. A job already running on
+    failed, the worker's other jobs are requeued for other workers, and the process exits (hard limit), to be
+    restarted by its supervisor. A job already running on
     this worker (its message delivered twice: redelivered and requeued) is skipped too: the worker runs many jobs
     at once, and one job must never run twice side by side."""
     with reporter.running(job_id) as fresh:
         if not fresh:
             log.info("job %s: skipped (already running on this worker)", job_id)
             return
-        _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry)
+        _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
 
 
 def _execute(
@@ -66,6 +68,7 @@ def _execute(
     time_limit: float,
     reporter: WorkerReporter,
     registry: WorkerRegistry,
+    resend: Resend,
 ) -> None:
     record = store.claim(job_id, reporter.worker_id, registry.is_alive)
     if record is None:
@@ -97,6 +100,8 @@ def _execute(
         message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
         emit(JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
         log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
+        reason = f"worker {me} stopped: job {job_id} hit the hard time limit"
+        requeue_jobs_of(store, me, reason, resend, keep=job_id)  # the others run again elsewhere, none lost
         os._exit(70)
 
     with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
@@ -180,7 +185,7 @@ def run_worker(
 
         @app.task(name=RUN_JOB_TASK)
         def run_job_task(job_id: str) -> None:
-            execute(job_id, store, host, time_limit=time_limit, reporter=reporter, registry=registry)
+            execute(job_id, store, host, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
 
         log.info("worker %s ready: model %s on %s", reporter.worker_id, options.model, host.device_name)
         app.worker_main(

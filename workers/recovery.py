@@ -24,14 +24,19 @@ def requeue_lost_jobs(registry: WorkerRegistry, store: JobStore, resend: Resend)
     still starts it."""
     requeued = []
     for worker in registry.workers():
-        if worker.state != "lost":
-            continue
-        for job_id in store.held_by(worker.worker_id):
+        if worker.state == "lost":
             reason = f"worker {worker.worker_id} was lost ({worker.message})"
-            record = store.requeue(job_id, worker.worker_id, reason)
-            if record is None:
-                continue
-            log.warning("job %s: requeued, %s", job_id, reason)
-            resend(job_id, record.background)
-            requeued.append(job_id)
+            requeued += requeue_jobs_of(store, worker.worker_id, reason, resend)
+    return requeued
+
+
+def requeue_jobs_of(store: JobStore, worker_id: str, reason: str, resend: Resend, keep: str | None = None) -> list[str]:
+    """Requeue the jobs `worker_id` holds (but `keep`), each only if it still holds it; the ids requeued."""
+    requeued = []
+    for job_id in store.held_by(worker_id):
+        if job_id == keep or (record := store.requeue(job_id, worker_id, reason)) is None:
+            continue
+        log.warning("job %s: requeued, %s", job_id, reason)
+        resend(job_id, record.background)
+        requeued.append(job_id)
     return requeued

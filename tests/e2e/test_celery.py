@@ -271,7 +271,11 @@ def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_u
 
     slow = JobRecord.new(1)
     store.create(slow, request)
-    worker = {"reporter": WorkerReporter("celery", str(tiny_checkpoint)), "registry": WorkerRegistry(store.client, 30)}
+    worker = {
+        "reporter": WorkerReporter("celery", str(tiny_checkpoint)),
+        "registry": WorkerRegistry(store.client, 30),
+        "resend": lambda job_id, background: None,
+    }
     execute(slow.id, store, ocr, time_limit=0, **worker)
     failed = store.get(slow.id)
     assert failed.state is JobState.FAILED and failed.error.code == "time_limit_exceeded"

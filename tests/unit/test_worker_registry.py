@@ -14,7 +14,7 @@ from ocr_engine.results import OcrResult, Usage
 from workers.events import JobCompleted, JobStarted, PageFinished, TextDelta
 from workers.heartbeat import Heartbeat
 from workers.jobs import JobRecord, JobState
-from workers.recovery import requeue_lost_jobs
+from workers.recovery import requeue_jobs_of, requeue_lost_jobs
 from workers.redis_store import JobStore, events_key
 from workers.registry import WORKERS_KEY, WorkerInfo, WorkerRegistry
 from workers.reporter import WorkerReporter
@@ -125,6 +125,18 @@ def test_two_recoverers_requeue_a_lost_workers_job_once(client: redis.Redis) -> 
         thread.join()
     assert sorted(resent) == sorted(jobs)
     assert all(store.get(job).state is JobState.QUEUED and store.get(job).worker is None for job in jobs)
+
+
+def test_a_worker_stopping_at_a_hard_limit_hands_its_other_jobs_over(client: redis.Redis) -> None:
+    registry, store = WorkerRegistry(client, TIMEOUT_S), JobStore(client, 60)
+    stuck, *others = [new_job(store) for _ in range(3)]
+    for job in (stuck, *others):
+        store.claim(job, "busy", registry.is_alive)
+    resent: list[str] = []
+    requeued = requeue_jobs_of(store, "busy", "hard limit", lambda job_id, bg: resent.append(job_id), keep=stuck)
+    assert sorted(requeued) == sorted(resent) == sorted(others)
+    assert store.held_by("busy") == [stuck] and store.get(stuck).worker == "busy"
+    assert all(store.get(job).state is JobState.QUEUED for job in others)
 
 
 def test_the_heartbeat_thread_outlives_errors_in_a_round(client: redis.Redis) -> None:
