@@ -18,6 +18,15 @@ class ServerInfo(msgspec.Struct, kw_only=True):
     openapi_url: str = "/openapi.json"
 
 
+class Load(msgspec.Struct, kw_only=True):
+    """vLLM's `server_load` (jobs queued or running), and the live workers' running batches added up."""
+
+    server_load: int
+    running_sequences: int = 0
+    waiting_sequences: int = 0
+    kv_cache_tokens: int = 0
+
+
 class RedisCheck(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A PING on a new connection; `latency_ms` covers connecting and the round trip."""
 

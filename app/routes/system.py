@@ -6,10 +6,10 @@ from __future__ import annotations
 from litestar import Response, get, post, route
 
 from app.context import AppContext
-from app.protocol.system import Health, ServerInfo
+from app.protocol.system import Health, Load, ServerInfo
 from app.protocol.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from app.routes.unsupported import unsupported_routes
-from app.serving.system import describe_server, health_report, package_version, render_metrics
+from app.serving.system import describe_server, health_report, package_version, render_metrics, server_load
 from app.serving.tokenize import detokenize, tokenize
 
 
@@ -34,10 +34,9 @@ async def get_version() -> dict[str, str]:
     return {"version": package_version()}
 
 
-@get("/load", summary="Jobs queued or running on the engine")
-async def load(ctx: AppContext) -> dict[str, int]:
-    status = ctx.dispatcher.status()
-    return {"server_load": status.queued + status.running}
+@get("/load", summary="Jobs queued or running, and the pages in the workers' running batches")
+async def load(ctx: AppContext) -> Load:
+    return await server_load(ctx)
 
 
 @get("/metrics", summary="Prometheus metrics")

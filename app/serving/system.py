@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 from app.context import AppContext
-from app.protocol.system import Health, HealthChecks, RedisCheck, ServerInfo, WorkersCheck
+from app.protocol.system import Health, HealthChecks, Load, RedisCheck, ServerInfo, WorkersCheck
 from ocr_engine.errors import OcrError, ServiceUnavailable
 from workers.dispatch import Readiness
 from workers.redis_ping import ping_redis
@@ -88,6 +88,21 @@ async def _workers_check(ctx: AppContext) -> WorkersCheck:
     ready = states["ready"]
     message = f"{ready} of {len(workers)} workers ready" if workers else "no worker has reported"
     return WorkersCheck(status="ok" if ready else "error", message=message, total=len(workers), states=dict(states))
+
+
+async def server_load(ctx: AppContext) -> Load:
+    """Jobs queued or running, and the pages in the live workers' batches; without Redis the jobs alone."""
+    status = ctx.dispatcher.status()
+    try:
+        workers = [worker for worker in await ctx.dispatcher.workers() if worker.state != "lost"]
+    except ServiceUnavailable:
+        workers = []
+    return Load(
+        server_load=status.queued + status.running,
+        running_sequences=sum(worker.running_sequences for worker in workers),
+        waiting_sequences=sum(worker.waiting_sequences for worker in workers),
+        kv_cache_tokens=sum(worker.kv_cache_tokens for worker in workers),
+    )
 
 
 async def render_metrics(ctx: AppContext) -> bytes:

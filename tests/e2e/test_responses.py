@@ -402,7 +402,9 @@ def test_several_jobs_run_at_once_over_one_model(
         while True:  # a job shows in_progress as it starts reading its pages: they reach the batch a little later
             workers = http.get("/v1/devices/status").json()["workers"]
             busiest = max(workers, key=lambda worker: worker["running_sequences"])
-            if busiest["running_sequences"] >= 2 and busiest["jobs_in_flight"] >= 2:
+            load = http.get("/load").json()
+            if busiest["running_sequences"] >= 2 and busiest["jobs_in_flight"] >= 2 and load["running_sequences"] >= 2:
+                assert load["server_load"] >= 3 and load["kv_cache_tokens"] > 0
                 break
             assert time.monotonic() < deadline, f"never two rows of two jobs in the batch: {workers}"
             time.sleep(0.05)
