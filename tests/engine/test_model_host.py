@@ -39,9 +39,10 @@ class DtypeOfEachToken(OcrListener):
         self.dtypes: dict[int, set[torch.dtype]] = {}
 
     def on_delta(self, page: int, text: str) -> None:
-        if not self.on_first_token.is_alive() and not self.dtypes:
-            self.on_first_token.start()
+        first = not self.dtypes
         self.dtypes.setdefault(page, set()).add(self.host.engine.adapter.dtype)
+        if first:  # after reading the dtype: the move cannot have happened before it was asked for
+            self.on_first_token.start()
 
 
 def test_a_move_happens_between_steps_and_the_running_pages_go_on(host):
