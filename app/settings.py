@@ -135,7 +135,10 @@ HELP: dict[str, str] = {
     ),
     "gpu_memory_utilization": "share of the GPU's memory the worker may fill (weights, activations, KV cache)",
     "max_prefill_tokens": "prompt tokens prefilled per decode step (a longer prompt is split into chunks of this size)",
-    "worker_concurrency": "jobs one worker process (or the embedded server) runs at once over its one model",
+    "worker_concurrency": (
+        "jobs one worker process runs at once over its one model (the embedded server: per lane, interactive and "
+        "background)"
+    ),
     "prepare_workers": "threads rasterizing and preprocessing pages ahead of the model",
     "mode": "resolution mode when a request names none (gundam, base; v1 also tiny, small, large); unset = gundam",
     "default_dpi": "PDF rasterization DPI when the request names none",

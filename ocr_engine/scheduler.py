@@ -47,6 +47,15 @@ class SchedulerLimits:
     interactive_reserve: int = 1
     aging_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        if self.max_num_seqs < 1 or self.prefill_chunk < 1:
+            raise ValueError(
+                "OCRSERVE_MAX_NUM_SEQS and OCRSERVE_MAX_PREFILL_TOKENS must be at least 1, "
+                f"got {self.max_num_seqs} and {self.prefill_chunk}"
+            )
+        if self.interactive_reserve < 0 or 0 < self.max_num_seqs <= self.interactive_reserve:
+            raise ValueError(f"an interactive reserve of {self.interactive_reserve} leaves background rows no slot")
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerStats:
@@ -124,15 +133,33 @@ class Scheduler:
                     commands, self._commands = self._commands, []
                 for work, future in commands:
                     self._run_command(work, future)
-                self._drop_leaving_rows()
-                self._admit()
-                if self._running:
-                    self._decode_step()
-                if self._prefilling:
-                    self._prefill_step()
-                if not (self._running or self._prefilling):
-                    self.decoder.cache.release()
+                try:
+                    self._iterate()
+                except Exception as exc:  # never let the model thread die: the rows in flight fail, others go on
+                    log.exception("a scheduler step failed; the rows in the batch fail")
+                    self._fail_batch(exc)
         self._fail_everything(ModelUnavailable("the model is shutting down"))
+
+    def _iterate(self) -> None:
+        self._drop_leaving_rows()
+        self._admit()
+        if self._running:
+            self._decode_step()
+        if self._prefilling:
+            self._prefill_step()
+        if not (self._running or self._prefilling):
+            self.decoder.cache.release()
+
+    def _fail_batch(self, error: BaseException) -> None:
+        """Fail the running rows and the one part-way through its prompt; rows not started stay queued."""
+        failed = list(self._running)
+        if self._prefilling and self._prefilling[0].slot >= 0:
+            failed.append(self._prefilling.pop(0))
+        self._running = []
+        for row in failed:
+            row.embeds, row.slot = None, -1
+            row.sink.failed(row, error)
+        self.decoder.cache.release()
 
     @staticmethod
     def _run_command(work: Callable[[], object], future: Future[object]) -> None:
@@ -174,21 +201,19 @@ class Scheduler:
                 counts: dict[str, int] = {}
                 for row in admitted:
                     counts[row.group] = counts.get(row.group, 0) + 1
-                background = sum(1 for row in admitted if not self._interactive(row, now))
+                background = sum(1 for row in admitted if row.priority == BACKGROUND)
                 chosen = None
                 for row in sorted(self._waiting, key=lambda r: self._rank(r, counts, now)):
                     if len(admitted) >= limits.max_num_seqs:
                         return
-                    interactive = self._interactive(row, now)
+                    interactive = row.priority == INTERACTIVE
                     if not interactive and background >= limits.max_num_seqs - limits.interactive_reserve:
                         continue  # the reserved slots are for interactive rows
                     kv_budget = limits.kv_cache_tokens if interactive else self._background_kv_budget()
-                    if kv_budget is not None:
-                        longest = max([r.reservation for r in admitted] + [row.reservation])
-                        if (len(admitted) + 1) * longest > kv_budget:
-                            if interactive:
-                                return  # wait for room; FIFO among equals
-                            continue
+                    if kv_budget is not None and self._kv_needed(admitted, row) > kv_budget:
+                        if interactive:
+                            return  # wait for room; FIFO among equals
+                        continue
                     chosen = row
                     break
                 if chosen is None:
@@ -196,11 +221,18 @@ class Scheduler:
                 self._waiting.remove(chosen)
                 self._prefilling.append(chosen)
 
-    def _interactive(self, row: Row, now: float) -> bool:
-        return row.priority == INTERACTIVE or now - row.submitted_at >= self.limits.aging_s
-
     def _rank(self, row: Row, counts: dict[str, int], now: float) -> tuple[int, int, int]:
-        return (0 if self._interactive(row, now) else 1, counts.get(row.group, 0), row.arrival)
+        """Interactive first (a background row that waited `aging_s` ranks with them, though it never takes the
+        reserved slots), then the job with fewest admitted rows, then arrival."""
+        aged = now - row.submitted_at >= self.limits.aging_s
+        return (0 if row.priority == INTERACTIVE or aged else 1, counts.get(row.group, 0), row.arrival)
+
+    def _kv_needed(self, admitted: list[Row], row: Row) -> int:
+        """Positions the cache holds once `row` joins: every slot allocated (or needed) at the length the longest
+        admitted row needs, never shorter than the slots already are."""
+        cache = self.decoder.cache
+        longest = max([r.reservation for r in admitted] + [row.reservation])
+        return max(cache.slots, len(admitted) + 1) * cache.capacity_for(longest)
 
     def _background_kv_budget(self) -> int | None:
         limits = self.limits
@@ -222,13 +254,7 @@ class Scheduler:
             chosen = picked.tolist()
         except Exception as exc:
             log.exception("a decode step failed; its %d rows fail", len(rows))
-            failed = list(rows)
-            if self._prefilling and self._prefilling[0].slot >= 0:  # its slot follows theirs: it goes too
-                failed.append(self._prefilling.pop(0))
-            self._running = []
-            for row in failed:
-                row.embeds, row.slot = None, -1
-                row.sink.failed(row, exc)
+            self._fail_batch(exc)  # the row part-way through its prompt too: its slot follows theirs
             return
         done: list[tuple[Row, RowEnd]] = []
         for row, token in zip(rows, chosen, strict=True):
@@ -280,6 +306,7 @@ class Scheduler:
                 return
             try:
                 logits = self.decoder.prefill(row.slot, row.embeds[row.length : end], row.length)
+                first = sample_rows(logits[None], [row.params], [row.generator]) if end == row.prompt_tokens else None
             except Exception as exc:
                 log.exception("prefill of a page failed")
                 self._prefilling.pop(0)
@@ -292,10 +319,10 @@ class Scheduler:
                 continue
             self._prefilling.pop(0)
             row.embeds = None
-            first = sample_rows(logits[None], [row.params], [row.generator])
             ending = self._take(row, int(first))
             if ending is None:
-                self._history[row.slot, -1] = row.last_token  # the guard's window starts with the first token
+                self._history[row.slot] = NO_TOKEN  # the guard's window: this row's first token, nothing else's
+                self._history[row.slot, -1] = row.last_token
                 self._running.append(row)
             else:
                 row.slot = -1

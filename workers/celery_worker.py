@@ -34,6 +34,7 @@ from workers.watchdog import Watchdog
 log = logging.getLogger(__name__)
 # The soft limit (checked between decode steps) comes first; this long after it, the process itself is stopped.
 HARD_LIMIT_GRACE_S = 60.0
+DUPLICATE_POLL_S = 0.2  # how often a second message for a job running here checks whether that run ended
 
 
 def execute(
@@ -50,14 +51,16 @@ def execute(
     worker is skipped; a job whose worker died runs again from the start. Past `time_limit` the job fails at its
     next decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
     failed, the worker's other jobs are requeued for other workers, and the process exits (hard limit), to be
-    restarted by its supervisor. A job already running on
-    this worker (its message delivered twice: redelivered and requeued) is skipped too: the worker runs many jobs
-    at once, and one job must never run twice side by side."""
-    with reporter.running(job_id) as fresh:
-        if not fresh:
-            log.info("job %s: skipped (already running on this worker)", job_id)
-            return
-        _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
+    restarted by its supervisor. The worker runs many jobs at once, and one job must never run twice side by
+    side: a message for a job already running here (delivered twice, or requeued while this worker was taken
+    for lost) waits for that run to end, then claims the job as any message does (and is skipped if the run
+    finished it)."""
+    while True:
+        with reporter.running(job_id) as fresh:
+            if fresh:
+                _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
+                return
+        time.sleep(DUPLICATE_POLL_S)
 
 
 def _execute(

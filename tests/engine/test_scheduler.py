@@ -196,3 +196,23 @@ def test_slot_decoding_gives_the_logits_of_one_full_forward(adapter, pages):
                 expected = adapter.lm_head(adapter.decoder(inputs_embeds=full[None]).last_hidden_state[0, -1])
                 torch.testing.assert_close(logits[slot], expected.float(), atol=1e-4, rtol=1e-4)
                 tokens[slot].append(int(logits[slot].argmax()))
+
+
+def test_a_failing_step_fails_its_rows_and_the_model_thread_goes_on(make_engine, pages, monkeypatch):
+    engine = make_engine(max_num_seqs=4)
+    scheduler = engine.scheduler
+    admit = scheduler._admit
+    running = Collect("running")
+    submit(engine, pages[0], SamplingParams(max_tokens=200), running)
+    running.wait_for(lambda sink: len(sink.ids) >= 2)
+
+    def broken() -> None:
+        monkeypatch.setattr(scheduler, "_admit", admit)  # once
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(scheduler, "_admit", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        running.result()
+    after = Collect("after")
+    submit(engine, pages[1], SamplingParams(max_tokens=3), after)
+    assert after.result()[1] == "length"
