@@ -6,6 +6,7 @@ text of a page is exactly the concatenation of its deltas.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ from ocr_engine.sampling import make_generator
 from ocr_engine.stopping import StopMatcher
 
 CANCEL_POLL_S = 0.1  # how often a running job asks whether it was cancelled (a Redis read in Celery mode)
+FLUSH_S = 0.05  # text deltas are sent at most this often per job (one Redis write per page in Celery mode)
 
 
 class OcrListener:
@@ -256,7 +258,8 @@ def run_ocr(
 ) -> OcrResult:
     """OCR every selected page of every document (or answer a text-only prompt) and join the pages. The pages
     decode in the engine's running batch beside every other job's; this thread turns their tokens into text,
-    checks for cancellation every `CANCEL_POLL_S` and raises what `listener.cancelled` raises."""
+    sends their text at most every `FLUSH_S` (coalesced: one delta per page), checks for cancellation every
+    `CANCEL_POLL_S` and raises what `listener.cancelled` raises."""
     listener = listener or OcrListener()
     separator = _page_separator(request)
     ordered = _InOrder(listener, separator, max(request.page_total, 1))
@@ -264,21 +267,22 @@ def run_ocr(
     submitter = _Submitter(engine, request, limits, background=background)
     pages: dict[int, _OpenPage] = {}
     total: int | None = None
-    next_check = 0.0
+    next_check = next_flush = 0.0
+    deltas: dict[int, list[str]] = {}  # text not sent yet, per page: sent every FLUSH_S, so coalesced
     submitter.thread.start()
     try:
         while total is None or len(results) < total:
-            if time.monotonic() >= next_check:
+            now = time.monotonic()
+            if now >= next_check:
                 if listener.cancelled():
                     raise JobCancelled("the job was cancelled")
-                next_check = time.monotonic() + CANCEL_POLL_S
-            try:
-                events = [submitter.inbox.get(timeout=CANCEL_POLL_S)]
-            except Empty:
-                continue
-            while not submitter.inbox.empty():  # everything that came meanwhile: one delta per page
+                next_check = now + CANCEL_POLL_S
+            wait = max(0.0, min(next_check, next_flush) - now) if deltas else next_check - now
+            events = []
+            with contextlib.suppress(Empty):
+                events.append(submitter.inbox.get(timeout=max(wait, 0.001)))
+            while not submitter.inbox.empty():  # everything that came meanwhile
                 events.append(submitter.inbox.get())
-            deltas: dict[int, list[str]] = {}
             for kind, index, value in events:
                 if kind == _PAGE:
                     pages[index] = _OpenPage(engine, request, index, value)
@@ -291,8 +295,10 @@ def run_ocr(
                     total = index
                 else:
                     raise value
-            for index in list(deltas):
-                _flush(ordered, index, deltas)
+            if deltas and time.monotonic() >= next_flush:
+                for index in list(deltas):
+                    _flush(ordered, index, deltas)
+                next_flush = time.monotonic() + FLUSH_S
     finally:
         submitter.stop()
     results.sort(key=lambda page: page.index)
