@@ -34,7 +34,6 @@ from workers.watchdog import Watchdog
 log = logging.getLogger(__name__)
 # The soft limit (checked between decode steps) comes first; this long after it, the process itself is stopped.
 HARD_LIMIT_GRACE_S = 60.0
-DUPLICATE_POLL_S = 0.2  # how often a second message for a job running here checks whether that run ended
 
 
 def execute(
@@ -55,68 +54,51 @@ def execute(
     side: a message for a job already running here (delivered twice, or requeued while this worker was taken
     for lost) waits for that run to end, then claims the job as any message does (and is skipped if the run
     finished it)."""
-    while True:
-        with reporter.running(job_id) as fresh:
-            if fresh:
-                _execute(job_id, store, ocr, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
-                return
-        time.sleep(DUPLICATE_POLL_S)
+    with reporter.running(job_id):  # waits while another run of this job is in flight here
+        record = store.claim(job_id, reporter.worker_id, registry.is_alive)
+        if record is None:
+            current = store.get(job_id)
+            why = "gone" if current is None else current.state.value
+            log.info("job %s: skipped (%s%s)", job_id, why, f" on worker {current.worker}" if current else "")
+            return
+        request = store.load_request(job_id)
+        if request is None:
+            error = JobError(code="input_expired", message="the job's documents expired before a worker took it")
+            store.append(job_id, JobFailed(error=error), owner=reporter.worker_id)
+            return
+        deadline = time.monotonic() + time_limit
+        me = reporter.worker_id
 
+        def cancelled() -> bool:
+            if time.monotonic() > deadline:
+                raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
+            cancel, owner = store.cancel_and_owner(job_id)
+            if owner != me:
+                raise JobHandedOver(f"worker {owner or 'none'} holds it now")
+            return cancel
 
-def _execute(
-    job_id: str,
-    store: JobStore,
-    ocr: OcrFunction,
-    *,
-    time_limit: float,
-    reporter: WorkerReporter,
-    registry: WorkerRegistry,
-    resend: Resend,
-) -> None:
-    record = store.claim(job_id, reporter.worker_id, registry.is_alive)
-    if record is None:
-        current = store.get(job_id)
-        why = "gone" if current is None else current.state.value
-        log.info("job %s: skipped (%s%s)", job_id, why, f" on worker {current.worker}" if current else "")
-        return
-    request = store.load_request(job_id)
-    if request is None:
-        error = JobError(code="input_expired", message="the job's documents expired before a worker took it")
-        store.append(job_id, JobFailed(error=error), owner=reporter.worker_id)
-        return
-    deadline = time.monotonic() + time_limit
-    me = reporter.worker_id
+        def emit(event: JobEvent) -> None:
+            reporter.observe(event)
+            store.append(job_id, event, owner=me)  # refused once the job was handed to another worker
 
-    def cancelled() -> bool:
-        if time.monotonic() > deadline:
-            raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
-        cancel, owner = store.cancel_and_owner(job_id)
-        if owner != me:
-            raise JobHandedOver(f"worker {owner or 'none'} holds it now")
-        return cancel
+        def stop_the_process() -> None:
+            message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
+            emit(JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
+            log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
+            reason = f"worker {me} stopped: job {job_id} hit the hard time limit"
+            requeue_jobs_of(store, me, reason, resend, keep=job_id)  # the others run again elsewhere, none lost
+            os._exit(70)
 
-    def emit(event: JobEvent) -> None:
-        reporter.observe(event)
-        store.append(job_id, event, owner=me)  # refused once the job was handed to another worker
-
-    def stop_the_process() -> None:
-        message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
-        emit(JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
-        log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
-        reason = f"worker {me} stopped: job {job_id} hit the hard time limit"
-        requeue_jobs_of(store, me, reason, resend, keep=job_id)  # the others run again elsewhere, none lost
-        os._exit(70)
-
-    with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
-        run_job(
-            job_id,
-            request,
-            ocr,
-            emit,
-            cancelled,
-            background=record.background,
-            request_id=record.meta.get("request_id"),
-        )
+        with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
+            run_job(
+                job_id,
+                request,
+                ocr,
+                emit,
+                cancelled,
+                background=record.background,
+                request_id=record.meta.get("request_id"),
+            )
 
 
 def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:

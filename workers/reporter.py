@@ -40,6 +40,7 @@ class WorkerReporter:
         self.pages_done = 0
         self._page_times: deque[float] = deque()
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # a job left `jobs`
         self._switching = threading.Lock()  # one move at a time, whoever asks
 
     def ready(self, host: ModelHost) -> None:
@@ -84,18 +85,18 @@ class WorkerReporter:
         )
 
     @contextmanager
-    def running(self, job_id: str) -> Iterator[bool]:
-        """Count the job as running meanwhile; yields False (and counts nothing) if it is running already."""
-        with self._lock:
-            fresh = job_id not in self.jobs
-            if fresh:
-                self.jobs[job_id] = None
+    def running(self, job_id: str) -> Iterator[None]:
+        """Count the job as running meanwhile. A second run of the same job waits here until the first ends:
+        one job never runs twice side by side on one worker."""
+        with self._ended:
+            self._ended.wait_for(lambda: job_id not in self.jobs)
+            self.jobs[job_id] = None
         try:
-            yield fresh
+            yield
         finally:
-            if fresh:
-                with self._lock:
-                    self.jobs.pop(job_id, None)
+            with self._ended:
+                self.jobs.pop(job_id, None)
+                self._ended.notify_all()
 
     def observe(self, event: JobEvent) -> None:
         """Count finished pages (the pace over the last minute comes from their times)."""

@@ -161,12 +161,24 @@ def test_the_heartbeat_thread_outlives_errors_in_a_round(client: redis.Redis) ->
     assert reporter.worker_id not in {w.worker_id for w in registry.workers()}
 
 
-def test_a_job_already_running_on_a_worker_is_not_counted_or_started_twice():
+def test_a_second_run_of_a_job_on_one_worker_waits_for_the_first():
     from workers.reporter import WorkerReporter
 
     reporter = WorkerReporter("celery", "tiny")
-    with reporter.running("job-1") as first:
-        with reporter.running("job-1") as second:
-            assert (first, second) == (True, False)
-        assert list(reporter.jobs) == ["job-1"], "the refused second run leaves the first counted"
-    assert reporter.jobs == {}
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def second() -> None:
+        first_in.wait()
+        with reporter.running("job-1"):
+            order.append("second starts")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with reporter.running("job-1"):
+        first_in.set()
+        thread.join(0.3)  # the second run must still be waiting
+        order.append("first ends")
+        assert list(reporter.jobs) == ["job-1"]
+    thread.join(10)
+    assert order == ["first ends", "second starts"] and reporter.jobs == {}
