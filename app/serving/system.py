@@ -91,14 +91,16 @@ async def _workers_check(ctx: AppContext) -> WorkersCheck:
 
 
 async def server_load(ctx: AppContext) -> Load:
-    """Jobs queued or running, and the pages in the live workers' batches; without Redis the jobs alone."""
+    """Jobs queued or running (running: as the live workers report them, the API's own count without them),
+    and the pages in the live workers' batches."""
     status = ctx.dispatcher.status()
     try:
         workers = [worker for worker in await ctx.dispatcher.workers() if worker.state != "lost"]
     except ServiceUnavailable:
         workers = []
+    running = sum(worker.jobs_in_flight for worker in workers) if workers else status.running
     return Load(
-        server_load=status.queued + status.running,
+        server_load=status.queued + running,
         running_sequences=sum(worker.running_sequences for worker in workers),
         waiting_sequences=sum(worker.waiting_sequences for worker in workers),
         kv_cache_tokens=sum(worker.kv_cache_tokens for worker in workers),

@@ -404,7 +404,7 @@ def test_several_jobs_run_at_once_over_one_model(
             busiest = max(workers, key=lambda worker: worker["running_sequences"])
             load = http.get("/load").json()
             if busiest["running_sequences"] >= 2 and busiest["jobs_in_flight"] >= 2 and load["running_sequences"] >= 2:
-                assert load["server_load"] >= 3 and load["kv_cache_tokens"] > 0
+                assert load["kv_cache_tokens"] > 0 and load["server_load"] >= 2
                 break
             assert time.monotonic() < deadline, f"never two rows of two jobs in the batch: {workers}"
             time.sleep(0.05)
