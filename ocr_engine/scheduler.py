@@ -79,6 +79,7 @@ class Scheduler:
         self._commands: list[tuple[Callable[[], object], Future[object]]] = []
         self._wake = threading.Condition()
         self._closed = False
+        self._step_started: float | None = None  # when the iteration in progress began (None: between them)
         self._thread = threading.Thread(target=self._loop, name="ocr-model", daemon=True)
         self._thread.start()
 
@@ -115,6 +116,12 @@ class Scheduler:
             waiting, prefilling, running = len(self._waiting), len(self._prefilling), len(self._running)
         return SchedulerStats(running, prefilling, waiting, self.decoder.cache.tokens, self.limits.kv_cache_tokens)
 
+    def stalled_for(self) -> float:
+        """Seconds the iteration in progress has run (0 between iterations): a wedged accelerator call shows here,
+        since job threads give up on their own time limits while the model thread stays stuck."""
+        started = self._step_started
+        return 0.0 if started is None else time.monotonic() - started
+
     def close(self) -> None:
         with self._wake:
             self._closed = True
@@ -133,11 +140,14 @@ class Scheduler:
                     commands, self._commands = self._commands, []
                 for work, future in commands:
                     self._run_command(work, future)
+                self._step_started = time.monotonic()
                 try:
                     self._iterate()
                 except Exception as exc:  # never let the model thread die: the rows in flight fail, others go on
                     log.exception("a scheduler step failed; the rows in the batch fail")
                     self._fail_batch(exc)
+                finally:
+                    self._step_started = None
         self._fail_everything(ModelUnavailable("the model is shutting down"))
 
     def _iterate(self) -> None:

@@ -9,7 +9,9 @@ import functools
 import io
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
@@ -101,6 +103,18 @@ def execute(
             )
 
 
+def watch_the_model(
+    host: ModelHost, limit: float, requeue: Callable[[str, Resend], list[str]], *, resend: Resend
+) -> None:
+    """The hard limit of the model itself: one scheduler step stuck past `limit` (a call that never returns)
+    requeues every job of this worker for other workers and exits the process, to be restarted."""
+    while (stalled := host.engine.scheduler.stalled_for()) <= limit:
+        time.sleep(min(5.0, limit / 4))
+    log.error("a model step has run for %.0f s; requeueing this worker's jobs and exiting", stalled)
+    requeue(f"its worker's model hung for {stalled:.0f} s", resend)
+    os._exit(70)
+
+
 def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:
     """One PING with a short timeout; a sentence naming OCRSERVE_REDIS_URL when Redis cannot be reached."""
     shown = urlsplit(redis_url)._replace(netloc=urlsplit(redis_url).netloc.rpartition("@")[2]).geturl()
@@ -167,6 +181,14 @@ def run_worker(
             raise
         reporter.ready(host)
         heartbeat.beat()
+        watch = threading.Thread(
+            target=watch_the_model,
+            args=(host, time_limit + HARD_LIMIT_GRACE_S, functools.partial(requeue_jobs_of, store, reporter.worker_id)),
+            kwargs={"resend": resend},
+            name="ocr-model-watch",
+            daemon=True,
+        )
+        watch.start()
 
         @app.task(name=RUN_JOB_TASK)
         def run_job_task(job_id: str) -> None:

@@ -110,3 +110,32 @@ def test_a_model_that_cannot_be_put_back_makes_the_worker_failed(host, monkeypat
     result = reporter.switch("cpu")
     assert not result.success and "moving it back" in result.message
     assert reporter.snapshot().state == "failed"
+
+
+def test_a_model_step_that_never_returns_hands_the_jobs_over_and_exits(host, monkeypatch):
+    """The model thread stuck in one step (a wedged accelerator call, here a step that waits for an event)
+    shows in `stalled_for`; the worker's watch then requeues its jobs and exits the process."""
+    from ocr_engine.request import SamplingParams
+    from tests.engine.rows import Collect
+    from workers import celery_worker
+
+    scheduler = host.engine.scheduler
+    release = threading.Event()
+    iterate = scheduler._iterate
+    monkeypatch.setattr(scheduler, "_iterate", lambda: release.wait(60) and iterate())
+    requeued: list[str] = []
+
+    def exit_(status: int) -> None:
+        raise SystemExit(status)
+
+    monkeypatch.setattr(celery_worker.os, "_exit", exit_)
+    sink = Collect()
+    host.engine.submit(host.engine.adapter.prepare("Hello", None, "gundam"), SamplingParams(max_tokens=2), sink)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            celery_worker.watch_the_model(host, 0.2, lambda reason, resend: requeued.append(reason), resend=print)
+        assert exited.value.code == 70 and "hung" in requeued[0]
+        assert scheduler.stalled_for() > 0.2
+    finally:
+        release.set()
+    assert sink.result()[1] == "length", "the job goes on once the step returns"
