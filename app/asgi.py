@@ -12,15 +12,17 @@ from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
+from app.allow_header import allow_every_method
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
 from app.logging_setup import request_ids
 from app.metrics import Metrics, count_requests
+from app.openapi import declare_bearer_auth, openapi_config, use_msgspec_schemas
+from app.request import ApiRequest
 from app.routes.devices import devices_router
 from app.routes.openai import openai_router
 from app.routes.responses import responses_router
@@ -117,21 +119,21 @@ def create_app(
         favicon="",
     )
     docs_assets = create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path], name="docs-assets")
-    return Litestar(
+    app = Litestar(
         route_handlers=[openai_router, responses_router, devices_router, openapi_json, docs_assets, *system_routes],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_ids, count_requests],
+        request_class=ApiRequest,
+        middleware=[request_ids, count_requests, allow_every_method],
         # the process's logging is set up by `ocrserve` (workers.logs): Litestar's own records go to the root logger
         logging_config=LoggingConfig(
             configure_root_logger=False, loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}}
         ),
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,
-        openapi_config=OpenAPIConfig(
-            title="ocrserve",
-            version=package_version(),
-            path="/docs",
-            render_plugins=[swagger],
-        ),
+        openapi_config=openapi_config(package_version(), [swagger]),
     )
+    use_msgspec_schemas(app)
+    if settings.api_keys or settings.admin_keys:
+        declare_bearer_auth(app)
+    return app

@@ -58,6 +58,10 @@ def error_response(
     return Response(content=body, status_code=status, media_type="application/json", headers=headers)
 
 
+def invalid_json(detail: str) -> ApiError:
+    return ApiError(400, f"the request body is not valid JSON: {detail}", code="invalid_json")
+
+
 def api_error_of_job(error: JobError) -> ApiError:
     """A job's failure as the status a synchronous request answers with."""
     if error.kind == "invalid_request":
@@ -107,17 +111,15 @@ def _handle_validation(_: Request, exc: ValidationException) -> Response:
     return error_response(400, message, "invalid_request_error", "invalid_request", param)
 
 
-def _handle_http(_: Request, exc: HTTPException) -> Response:
+def _handle_http(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return error_response(401, exc.detail, "invalid_request_error", "invalid_api_key")
     if isinstance(exc, PermissionDeniedException):
         return error_response(403, exc.detail, "invalid_request_error", "insufficient_permissions")
     if isinstance(exc.__cause__, SerializationException):
-        return error_response(
-            400, f"the request body is not valid JSON: {exc.detail}", "invalid_request_error", "invalid_json"
-        )
+        return _handle_api_error(request, invalid_json(exc.detail))
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return error_response(exc.status_code, exc.detail, kind, None)
+    return error_response(exc.status_code, exc.detail, kind, None, headers=exc.headers)
 
 
 def _handle_too_large(request: Request, _: RequestEntityTooLarge) -> Response:

@@ -189,10 +189,10 @@ def request_image_tokens(
     dpi: int,
     geometry: ImageGeometry | None,
     limits: DocumentLimits,
-) -> int:
-    """Vision tokens of every selected page of `documents`, from page sizes read without rendering anything."""
-    return sum(
+) -> list[int]:
+    """Vision tokens of each selected page of `documents`, in order, from page sizes read without rendering."""
+    return [
         page_image_tokens(family, mode, width, height, geometry)
         for document in documents
         for width, height in document_page_sizes(document, dpi, limits)
-    )
+    ]

@@ -67,7 +67,12 @@ class ModelInfo:
     family: str
     max_model_len: int
     tokenizer: Any
+    max_token_chars: int  # the longest vocabulary entry: no token stands for more characters of a prompt
     geometry: ImageGeometry | None = None  # DeepSeek-OCR-2 only: v1's views are fixed by the resolution mode
+
+    def max_prompt_chars(self) -> int:
+        """The longest prompt text that could fit the model's length; anything longer is refused untokenized."""
+        return self.max_model_len * self.max_token_chars
 
 
 def load_model_info(source: str) -> ModelInfo:
@@ -88,5 +93,6 @@ def load_model_info(source: str) -> ModelInfo:
         family=family,
         max_model_len=int(text.get("max_position_embeddings", 8192)),
         tokenizer=tokenizer,
+        max_token_chars=max(map(len, tokenizer.get_vocab())),
         geometry=read_image_geometry(source) if family == OCR2 else None,
     )

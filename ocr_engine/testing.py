@@ -112,12 +112,14 @@ def tiny_ocr2_config(
     )
 
 
-def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0) -> Path:
+def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0, max_position_embeddings: int = 4096) -> Path:
     """Write config, safetensors weights, tokenizer and processor configs of a random tiny DeepSeek-OCR-2."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    config = tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
+    config = tiny_ocr2_config(
+        len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), max_position_embeddings=max_position_embeddings
+    )
     torch.manual_seed(seed)
     model = DeepseekOcr2ForConditionalGeneration(config).eval()
     model.generation_config.bos_token_id = 0

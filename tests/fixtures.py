@@ -245,9 +245,9 @@ def running_redis(directory: Path, *, appendonly: bool = False, port: int | None
         stop_process(process)
 
 
-def wait_for_worker(handle: ServerHandle) -> None:
+def wait_for_worker(handle: ServerHandle, **headers: str) -> None:
     """Block until a worker has loaded the model: a one-token completion comes back through the queue."""
-    with handle.client() as client:
+    with handle.client(**headers) as client:
         reply = client.post("/v1/completions", json={"model": handle.model, "prompt": "Hi", "max_tokens": 1})
         if reply.status_code != 200:
             raise RuntimeError(f"no worker answered: {reply.status_code} {reply.text}; log:\n{handle.log_tail()}")

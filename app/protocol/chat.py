@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from app.protocol.common import OcrOptions, Stop, StreamOptions, UsageInfo
+from app.protocol.common import Choices, MaxTokens, OcrOptions, Stop, StreamOptions, Temperature, TopP, UsageInfo
 
 
 class TextPart(msgspec.Struct, tag_field="type", tag="text", kw_only=True):
@@ -43,14 +43,14 @@ class ChatMessage(msgspec.Struct, kw_only=True):
 
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     model: str
-    messages: list[ChatMessage]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    max_tokens: MaxTokens = None
+    max_completion_tokens: MaxTokens = None
+    temperature: Temperature = None
+    top_p: TopP = None
     stop: Stop = None
     seed: int | None = None
-    n: int | None = None
+    n: Choices = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     ocr: OcrOptions | None = None

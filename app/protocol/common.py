@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -33,12 +33,17 @@ class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     preset: str | None = None
     mode: str | None = None
     output_format: Literal["markdown", "raw", "layout"] = "markdown"
-    dpi: int | None = None
-    pages: str | list[int] | None = None
+    dpi: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    pages: str | list[Annotated[int, msgspec.Meta(ge=1)]] | None = None
     page_separator: str | None = None
 
 
-Stop = str | list[str] | None
+# The sampling fields' ranges, as OpenAI documents them; the decoder enforces them and the OpenAPI document shows them.
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)] | None
+TopP = Annotated[float, msgspec.Meta(gt=0, le=1)] | None
+MaxTokens = Annotated[int, msgspec.Meta(ge=1)] | None  # and at most the model's length: checked per request
+Choices = Annotated[int, msgspec.Meta(ge=1, le=1, description="only 1 is supported")] | None
+Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)] | None
 
 
 def stop_sequences(stop: Stop) -> tuple[str, ...]:

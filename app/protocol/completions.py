@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import msgspec
 
-from app.protocol.common import Stop, StreamOptions, UsageInfo
+from app.protocol.common import Choices, MaxTokens, Stop, StreamOptions, Temperature, TopP, UsageInfo
 
 
 class CompletionRequest(msgspec.Struct, kw_only=True):
     model: str
     prompt: str | list[str]
-    max_tokens: int | None = 16
-    temperature: float | None = None
-    top_p: float | None = None
+    max_tokens: MaxTokens = 16
+    temperature: Temperature = None
+    top_p: TopP = None
     stop: Stop = None
     seed: int | None = None
-    n: int | None = None
+    n: Choices = None
     echo: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -28,7 +28,7 @@ class DevicesStatus(msgspec.Struct, kw_only=True):
 
 
 class SwitchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    device: str  # cpu, gpu:N or auto
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|auto|gpu:\d+)$", description="cpu, gpu:N or auto")]
     worker: str | None = None  # a worker id from /v1/devices/status; None = every live worker
 
 

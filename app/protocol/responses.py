@@ -6,11 +6,11 @@ Request content parts are one permissive Struct checked in `__post_init__`, so a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from app.protocol.common import OcrOptions
+from app.protocol.common import MaxTokens, OcrOptions, Temperature, TopP
 
 # ---------------------------------------------------------------- request
 
@@ -53,14 +53,21 @@ class InputMessage(msgspec.Struct, kw_only=True):
     type: Literal["message"] = "message"
 
 
+# OpenAI's limits: 16 pairs, keys of 64 characters, values of 512
+Metadata = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=512)]],
+    msgspec.Meta(max_length=16),
+]
+
+
 class ResponseCreateRequest(msgspec.Struct, kw_only=True):
     model: str
-    input: str | list[InputMessage]
+    input: str | Annotated[list[InputMessage], msgspec.Meta(min_length=1)]
     instructions: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    metadata: dict[str, str] | None = None
+    max_output_tokens: MaxTokens = None
+    temperature: Temperature = None
+    top_p: TopP = None
+    metadata: Metadata | None = None
     background: bool = False
     store: bool = True
     stream: bool = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from app.protocol.chat import ChatMessage
@@ -21,7 +23,7 @@ class TokenizeResponse(msgspec.Struct, kw_only=True):
 
 
 class DetokenizeRequest(msgspec.Struct, kw_only=True):
-    tokens: list[int]
+    tokens: list[Annotated[int, msgspec.Meta(ge=0)]]  # and below the vocabulary's size: checked per request
     model: str | None = None
 
 

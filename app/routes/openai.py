@@ -5,24 +5,46 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router, get, post
+from litestar.openapi import ResponseSpec
 
 from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
 from app.errors import ApiError
-from app.protocol.chat import ChatCompletionRequest
-from app.protocol.completions import CompletionRequest
+from app.openapi import API_KEY_ERRORS, JOB_ERRORS, EventStreamOperation, error_responses
+from app.protocol.chat import ChatCompletion, ChatCompletionRequest
+from app.protocol.completions import Completion, CompletionRequest
 from app.protocol.models import ModelCard, ModelList, ModelPermission
 from app.serving.chat import create_chat_completion
 from app.serving.completions import create_completion
 
 
-@post("/chat/completions", status_code=200, summary="Chat completion over images and PDFs", guards=[admit_request])
+@post(
+    "/chat/completions",
+    status_code=200,
+    summary="Chat completion over images and PDFs",
+    guards=[admit_request],
+    responses={
+        200: ResponseSpec(ChatCompletion, description="The reply, or with stream=true its chunks"),
+        **JOB_ERRORS,
+    },
+    operation_class=EventStreamOperation,
+)
 async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
     return await create_chat_completion(ctx, data)
 
 
-@post("/completions", status_code=200, summary="Text completion", guards=[admit_request])
+@post(
+    "/completions",
+    status_code=200,
+    summary="Text completion",
+    guards=[admit_request],
+    responses={
+        200: ResponseSpec(Completion, description="The completion, or with stream=true its chunks"),
+        **JOB_ERRORS,
+    },
+    operation_class=EventStreamOperation,
+)
 async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
     return await create_completion(ctx, data)
 
@@ -37,12 +59,12 @@ def _card(ctx: AppContext) -> ModelCard:
     )
 
 
-@get("/models", summary="List the served model")
+@get("/models", summary="List the served model", responses=API_KEY_ERRORS)
 async def list_models(ctx: AppContext) -> ModelList:
     return ModelList(data=[_card(ctx)])
 
 
-@get("/models/{model_id:path}", summary="Describe the served model")
+@get("/models/{model_id:path}", summary="Describe the served model", responses=error_responses(401, 404))
 async def get_model(model_id: str, ctx: AppContext) -> ModelCard:
     model_id = model_id.lstrip("/")
     if model_id not in (ctx.settings.model_name, ctx.settings.model):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router, delete, get, post
+from litestar.openapi import ResponseSpec
 
 from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
-from app.protocol.responses import ResponseCreateRequest, ResponseDeleted
+from app.openapi import JOB_ERRORS, EventStreamOperation, error_responses
+from app.protocol.responses import ResponseCreateRequest, ResponseDeleted, ResponseObject
 from app.serving import responses
 
 
@@ -18,26 +20,44 @@ from app.serving import responses
     status_code=200,
     summary="Create a response (OCR of images and PDFs), optionally in the background",
     guards=[admit_request],
+    responses={
+        200: ResponseSpec(ResponseObject, description="The response, or with stream=true its events"),
+        **JOB_ERRORS,
+    },
+    operation_class=EventStreamOperation,
 )
 async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
     return await responses.create_response(ctx, data)
 
 
-@get("/responses/{response_id:str}", summary="Get a response; with stream=true, its events after starting_after")
+FOUND_ERRORS = error_responses(401, 404)
+
+
+@get(
+    "/responses/{response_id:str}",
+    summary="Get a response; with stream=true, its events after starting_after",
+    responses={200: ResponseSpec(ResponseObject, description="The response, or its events"), **FOUND_ERRORS},
+    operation_class=EventStreamOperation,
+)
 async def retrieve_response(
     response_id: str, ctx: AppContext, stream: bool = False, starting_after: int | None = None
 ) -> Any:
     return await responses.retrieve_response(ctx, response_id, stream=stream, starting_after=starting_after)
 
 
-@post("/responses/{response_id:str}/cancel", status_code=200, summary="Cancel a queued or running background response")
-async def cancel_response(response_id: str, ctx: AppContext) -> Any:
-    return await responses.cancel_response(ctx, response_id)
-
-
-@delete("/responses/{response_id:str}", status_code=200, summary="Delete a response")
+@delete("/responses/{response_id:str}", status_code=200, summary="Delete a response", responses=FOUND_ERRORS)
 async def delete_response(response_id: str, ctx: AppContext) -> ResponseDeleted:
     return await responses.delete_response(ctx, response_id)
+
+
+@post(
+    "/responses/{response_id:str}/cancel",
+    status_code=200,
+    summary="Cancel a queued or running background response",
+    responses=FOUND_ERRORS,
+)
+async def cancel_response(response_id: str, ctx: AppContext) -> ResponseObject:
+    return await responses.cancel_response(ctx, response_id)
 
 
 responses_router = Router(

@@ -1,5 +1,6 @@
 """vLLM's endpoints for embedding and pooling models: this is a generative OCR model, so each answers a 400 in the
-OpenAI envelope that says so, as vLLM does for a generative model, whatever the body (it is never read)."""
+OpenAI envelope that says so, as vLLM does for a generative model, whatever the body (it is never read). They are
+left out of the OpenAPI document: it describes what the server does, and these do nothing."""
 
 from __future__ import annotations
 
@@ -19,17 +20,17 @@ def _unsupported(ctx: AppContext, api: str) -> ApiError:
     )
 
 
-@post("/v1/embeddings", guards=[require_api_key], summary="Not supported: a generative OCR model has no embeddings")
+@post("/v1/embeddings", guards=[require_api_key], include_in_schema=False)
 async def embeddings(ctx: AppContext) -> None:
     raise _unsupported(ctx, "Embeddings")
 
 
-@post("/pooling", summary="Not supported: a generative OCR model has no pooling output")
+@post("/pooling", include_in_schema=False)
 async def pooling(ctx: AppContext) -> None:
     raise _unsupported(ctx, "Pooling")
 
 
-@post("/classify", summary="Not supported: a generative OCR model is not a classifier")
+@post("/classify", include_in_schema=False)
 async def classify(ctx: AppContext) -> None:
     raise _unsupported(ctx, "Classification")
 

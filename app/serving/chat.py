@@ -25,7 +25,6 @@ from workers.jobs import JobRecord
 async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
     """Validate the request, resolve its documents and build the engine request."""
     jobs.check_model(ctx, body.model)
-    jobs.check_single_choice(body.n)
     sampling = jobs.sampling_params(
         ctx,
         max_tokens=body.max_completion_tokens or body.max_tokens,

@@ -9,15 +9,15 @@ from app.errors import ApiError
 from app.protocol.common import UsageInfo
 from app.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from app.serving import jobs
+from app.serving.prompt_limit import check_prompt_length
 from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
 
 
-def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
+async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
     jobs.check_model(ctx, body.model)
-    jobs.check_single_choice(body.n)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise ApiError(400, "exactly one prompt is supported", code="unsupported_value", param="prompt")
@@ -29,11 +29,12 @@ def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
         stop=body.stop,
         seed=body.seed,
     )
+    await check_prompt_length(ctx, prompts[0], param="prompt")
     return OcrRequest(prompt=prompts[0], sampling=sampling, output_format="raw")
 
 
 async def create_completion(ctx: AppContext, body: CompletionRequest) -> Completion | EventStream:
-    request = to_job(ctx, body)
+    request = await to_job(ctx, body)
     record = await jobs.submit(ctx, request)
     echo = request.prompt if body.echo else ""
     if body.stream:

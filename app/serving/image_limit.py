@@ -11,12 +11,12 @@ from ocr_engine.image_tokens import request_image_tokens
 from ocr_engine.request import Document
 
 
-async def check_image_tokens(ctx: AppContext, documents: Sequence[Document], *, mode: str, dpi: int) -> None:
+async def check_image_tokens(ctx: AppContext, documents: Sequence[Document], *, mode: str, dpi: int) -> int:
     """The vision tokens the engine will give the request's pages (PDF pages are measured, not rendered, on a
-    thread); over the limit it raises LimitExceeded, so nothing is queued."""
+    thread); over the limit it raises LimitExceeded, so nothing is queued. Returns the largest page's count."""
     if not documents:
-        return
-    total = await asyncio.to_thread(
+        return 0
+    counts = await asyncio.to_thread(
         request_image_tokens,
         documents,
         family=ctx.model.family,
@@ -25,12 +25,12 @@ async def check_image_tokens(ctx: AppContext, documents: Sequence[Document], *, 
         geometry=ctx.model.geometry,
         limits=ctx.settings.document_limits,
     )
-    limit = ctx.settings.max_image_tokens
+    total, limit = sum(counts), ctx.settings.max_image_tokens
     if total > limit:
-        pages = sum(len(document.selected_pages) for document in documents)
-        noun = "page comes" if pages == 1 else "pages come"
+        noun = "page comes" if len(counts) == 1 else "pages come"
         raise LimitExceeded(
-            f"the request's {pages} {noun} to {total:,} image tokens in mode {mode!r}; the limit is {limit:,}"
+            f"the request's {len(counts)} {noun} to {total:,} image tokens in mode {mode!r}; the limit is {limit:,}"
             f" image tokens per request (OCRSERVE_MAX_IMAGE_TOKENS={limit}); send fewer pages, or use a lower dpi"
             " or a mode with fewer tokens"
         )
+    return max(counts, default=0)

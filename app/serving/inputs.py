@@ -83,8 +83,6 @@ async def resolve_chat(
     ctx: AppContext, messages: list[ChatMessage], options: OcrOptions, param_of: ParamOf = chat_param
 ) -> ResolvedChat:
     """Documents from the user messages, in order; the instruction is the last user message's text."""
-    if not messages:
-        raise ApiError(400, "messages must not be empty", param="messages")
     documents = await _documents(ctx, messages, options, param_of)
     if documents:
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)

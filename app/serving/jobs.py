@@ -17,7 +17,9 @@ from app.protocol.common import OcrOptions, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
 from app.serving.image_limit import check_image_tokens
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
+from app.serving.prompt_limit import check_prompt_length
 from ocr_engine.modes import resolve_mode
+from ocr_engine.prompts import image_prompt
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
 from ocr_engine.results import OcrResult
 from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
@@ -34,11 +36,6 @@ def check_model(ctx: AppContext, model: str | None) -> None:
             code="model_not_found",
             param="model",
         )
-
-
-def check_single_choice(n: int | None) -> None:
-    if n not in (None, 1):
-        raise ApiError(400, "only n=1 is supported", code="unsupported_value", param="n")
 
 
 def sampling_params(
@@ -60,18 +57,11 @@ def sampling_params(
             code="invalid_value",
             param=max_tokens_param,
         )
-    if temperature is not None and not 0 <= temperature <= 2:
-        raise ApiError(400, "temperature must be between 0 and 2", code="invalid_value", param="temperature")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ApiError(400, "top_p must be greater than 0 and at most 1", code="invalid_value", param="top_p")
-    stops = stop_sequences(stop)
-    if len(stops) > 4:
-        raise ApiError(400, "at most 4 stop sequences are allowed", code="invalid_value", param="stop")
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature or 0.0,
         top_p=1.0 if top_p is None else top_p,
-        stop=stops,
+        stop=stop_sequences(stop),
         seed=seed,
     )
 
@@ -82,6 +72,7 @@ async def build_request(
     options: OcrOptions | None,
     sampling: SamplingParams,
     param_of: ParamOf = chat_param,
+    prompt_param: str = "messages",
 ) -> OcrRequest:
     """Check the OCR options, resolve the documents of chat-style messages and build the engine request."""
     options = options or OcrOptions()
@@ -89,7 +80,9 @@ async def build_request(
     ctx.settings.document_limits.check_dpi(dpi)
     mode = resolve_mode(ctx.model.family, options.mode or ctx.settings.mode)
     resolved = await resolve_chat(ctx, messages, options, param_of)
-    await check_image_tokens(ctx, resolved.documents, mode=mode, dpi=dpi)
+    page_tokens = await check_image_tokens(ctx, resolved.documents, mode=mode, dpi=dpi)
+    prompt = image_prompt(resolved.prompt) if resolved.documents else resolved.prompt
+    await check_prompt_length(ctx, prompt, image_tokens=page_tokens, param=prompt_param)
     return OcrRequest(
         prompt=resolved.prompt,
         documents=resolved.documents,

@@ -64,7 +64,6 @@ from workers.jobs import JobRecord, JobState
 
 PREFIX = "resp_"
 CANCEL_WAIT_S = 10.0  # how long `cancel` waits for the job to report its end before answering anyway
-MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 
 # ---------------------------------------------------------------- request → job
 
@@ -83,8 +82,6 @@ def _chat_message(item: InputMessage) -> ChatMessage:
 
 
 def _check(body: ResponseCreateRequest) -> None:
-    if isinstance(body.input, list) and not body.input:
-        raise ApiError(400, "input must not be empty", param="input")
     if body.previous_response_id is not None:
         raise ApiError(
             400, "previous_response_id is not supported", code="unsupported_parameter", param="previous_response_id"
@@ -93,16 +90,6 @@ def _check(body: ResponseCreateRequest) -> None:
         raise ApiError(400, "tools are not supported", code="unsupported_parameter", param="tools")
     if body.background and not body.store:
         raise ApiError(400, "a background response must be stored: send store=true", param="store")
-    metadata = body.metadata or {}
-    if len(metadata) > MAX_METADATA_KEYS or any(
-        len(k) > MAX_METADATA_KEY or len(v) > MAX_METADATA_VALUE for k, v in metadata.items()
-    ):
-        raise ApiError(
-            400,
-            f"metadata takes at most {MAX_METADATA_KEYS} keys of at most {MAX_METADATA_KEY} characters, "
-            f"with values of at most {MAX_METADATA_VALUE} characters",
-            param="metadata",
-        )
 
 
 async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
@@ -125,7 +112,12 @@ async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
     else:
         messages.extend(_chat_message(item) for item in body.input)
     request = await jobs.build_request(
-        ctx, messages, body.ocr, sampling, param_of=lambda i, j: f"input[{i - offset}].content[{j}]"
+        ctx,
+        messages,
+        body.ocr,
+        sampling,
+        param_of=lambda i, j: f"input[{i - offset}].content[{j}]",
+        prompt_param="input",
     )
     meta = {
         "object": "response",

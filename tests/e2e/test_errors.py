@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import random
 from collections.abc import Iterator
@@ -94,7 +95,7 @@ def test_unknown_ocr_option(http: httpx.Client, server: ServerHandle) -> None:
 
 
 def test_n_above_one(http: httpx.Client, server: ServerHandle) -> None:
-    error = assert_error(post_chat(http, chat(server, n=2)), 400, "n=1")
+    error = assert_error(post_chat(http, chat(server, n=2)), 400, "<= 1")
     assert error["param"] == "n"
 
 
@@ -123,6 +124,69 @@ def test_missing_field_names_the_field(http: httpx.Client) -> None:
     response = post_chat(http, {"messages": [{"role": "user", "content": "Hi"}]})
     error = assert_error(response, 400, "model")
     assert error["param"] == "model"
+
+
+def test_json_nested_ten_thousand_deep(http: httpx.Client, server: ServerHandle) -> None:
+    """Deep nesting where the schema allows any JSON (`tools`: the decoder recurses until it gives up), where it
+    does not (`metadata`) and at the top: 400s, never 500s."""
+    deep = b"[" * 10_000 + b"]" * 10_000
+    start = b'{"model": "' + server.model.encode() + b'", "input": "Hi", '
+    bodies = {"tools": start + b'"tools": [{"x": ' + deep + b"}]}", "metadata": start + b'"metadata": ' + deep + b"}"}
+    for name, body in {**bodies, "top": deep}.items():
+        response = http.post("/v1/responses", content=body, headers={"content-type": "application/json"})
+        error = assert_error(response, 400)
+        if name == "tools":
+            assert "nest" in error["message"] and error["code"] == "invalid_json"
+
+
+def test_lenient_values_are_refused(http: httpx.Client, server: ServerHandle) -> None:
+    """The decoder is as strict as the OpenAPI document: a number sent as a string is a 400 that names the field."""
+    error = assert_error(post_chat(http, chat(server, max_tokens="4")), 400, "int")
+    assert error["param"] == "max_tokens"
+
+
+@pytest.mark.parametrize(("field", "value"), [("temperature", 2.5), ("top_p", 0), ("stop", ["a", "b", "c", "d", "e"])])
+def test_sampling_fields_out_of_range(http: httpx.Client, server: ServerHandle, field: str, value: object) -> None:
+    error = assert_error(post_chat(http, chat(server, **{field: value})), 400, field)
+    assert error["param"] == field
+
+
+@pytest.mark.parametrize("fields", [{"temperature": 1e-300}, {"temperature": 1.0, "top_p": 1e-9}, {"top_p": 1.0}])
+def test_sampling_at_the_edges_works(http: httpx.Client, server: ServerHandle, fields: dict) -> None:
+    reply = post_chat(http, chat(server, seed=3, **fields))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def _finished_jobs(http: httpx.Client) -> float:
+    lines = http.get("/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("ocrserve_jobs_total{"))
+
+
+def test_a_forty_megabyte_prompt_is_refused_before_it_is_queued(http: httpx.Client, server: ServerHandle) -> None:
+    """Refused on its characters, in the API: no job is made of it, so the small request beside it is the only job
+    that ends (the model thread never tokenizes 40 MB)."""
+    huge = "word " * 8_000_000
+    before = _finished_jobs(http)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        refused = pool.submit(post_chat, http, chat(server, messages=[{"role": "user", "content": huge}]))
+        small = post_chat(http, chat(server))
+        error = assert_error(refused.result(), 400, "characters", "4,096 tokens", code="limit_exceeded")
+    assert error["param"] == "messages"
+    assert small.status_code == 200, small.text
+    assert _finished_jobs(http) == before + 1
+    response = http.post("/tokenize", json={"model": server.model, "prompt": huge})
+    assert_error(response, 400, "characters", code="limit_exceeded")
+
+
+def test_a_prompt_over_the_model_length_in_tokens(http: httpx.Client, server: ServerHandle) -> None:
+    """Under the character bound, over the length in tokens: counted in the API, refused with the count."""
+    long = " ".join(f"w{i}" for i in range(3000))  # two or more tokens a word, far fewer characters than the bound
+    count = http.post("/tokenize", json={"model": server.model, "prompt": long}).json()["count"]
+    assert count >= 4096
+    response = http.post("/v1/completions", json={"model": server.model, "prompt": long, "max_tokens": 1})
+    error = assert_error(response, 400, f"{count:,} tokens", "max_model_len", code="limit_exceeded")
+    assert error["param"] == "prompt"
 
 
 # ---------------------------------------------------------------- documents

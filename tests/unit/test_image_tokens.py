@@ -125,12 +125,12 @@ def test_page_image_tokens(family: str, mode: str, size: tuple[int, int], tokens
     assert page_image_tokens(family, mode, *size, ImageGeometry()) == tokens
 
 
-def test_request_image_tokens_add_up_every_selected_page() -> None:
+def test_request_image_tokens_count_every_selected_page_in_order() -> None:
     pdf = load_document(rotated_pdf(), pages="1-2", limits=LIMITS)
     image = load_document(encoded("JPEG", 6), limits=LIMITS)
     sizes = [*document_page_sizes(pdf, 144, LIMITS), *document_page_sizes(image, 144, LIMITS)]
-    expected = sum(page_image_tokens(OCR2, "gundam", w, h, ImageGeometry()) for w, h in sizes)
-    total = request_image_tokens(
+    expected = [page_image_tokens(OCR2, "gundam", w, h, ImageGeometry()) for w, h in sizes]
+    counts = request_image_tokens(
         [pdf, image], family=OCR2, mode="gundam", dpi=144, geometry=ImageGeometry(), limits=LIMITS
     )
-    assert total == expected and len(sizes) == 3
+    assert counts == expected and len(sizes) == 3
