@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ocr_engine.errors import ModelUnavailable
 from ocr_engine.image_tokens import ImageGeometry
@@ -21,6 +24,27 @@ def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable(source: str) -> str | None:
+    """Why the hub cannot be reached at all (its host name does not resolve, as on an offline machine), when the
+    model is not in the local cache either. The hub client would retry for about 25 s and fail the same way. With a
+    proxy the name is the proxy's to resolve, so nothing is probed."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return None
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        return f"the hub at {host} cannot be reached ({exc.strerror or exc}) and the model is not in the local cache"
+    return None
+
+
 def read_model_config(source: str) -> dict[str, Any]:
     """config.json of a local directory or a hub repository (downloaded and cached by huggingface_hub)."""
     if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
@@ -31,8 +55,12 @@ def read_model_config(source: str) -> dict[str, Any]:
         else:
             from huggingface_hub import hf_hub_download
 
+            if reason := _hub_unreachable(source):
+                raise ModelUnavailable(f"cannot find model {source!r}: {reason}; {MODEL_HINT}")
             path = Path(hf_hub_download(repo_id=source, filename="config.json"))
         return json.loads(path.read_text())
+    except ModelUnavailable:
+        raise
     except Exception as exc:
         raise ModelUnavailable(f"cannot find model {source!r} ({first_line(exc)}); {MODEL_HINT}") from exc
 

@@ -102,6 +102,17 @@ def make_formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
+def _one_handler_for_the_hub_client() -> None:
+    """huggingface_hub gives its logger a stderr handler of its own at import and lets records propagate too, so
+    each of its lines (retries of an unreachable hub, say) would print twice, once unformatted: keep ours only."""
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub = hub_logging.get_logger()
+        for old in list(hub.handlers):
+            hub.removeHandler(old)
+
+
 def setup_logging(level: str = "info", log_format: str = "text") -> None:
     """Configure the root logger (replaces `logging.basicConfig`): one stderr handler in the chosen format.
 
@@ -115,6 +126,7 @@ def setup_logging(level: str = "info", log_format: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    _one_handler_for_the_hub_client()
     if log_format == "json":
         with contextlib.suppress(ImportError):
             from uvicorn.config import LOGGING_CONFIG

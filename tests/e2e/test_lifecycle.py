@@ -154,28 +154,40 @@ def test_a_persistent_redis_keeps_finished_and_queued_jobs_across_a_restart(
 
 def test_start_up_problems_are_one_clear_line(redis_url: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    # a hub id on a machine whose hub cannot be resolved, and an empty cache: one line, not a minute of retries
+    offline = {"OCRSERVE_MODEL": "deepseek-community/DeepSeek-OCR-2", "HF_ENDPOINT": "https://hub.invalid"}
+    offline |= {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+    offline |= {"HF_HOME": str(tmp_path / "hf-home")}
     cases = {
-        "no-redis": ({"OCRSERVE_REDIS_URL": dead_redis}, ["cannot reach Redis", "OCRSERVE_REDIS_URL"]),
+        "no-redis": ("worker", {"OCRSERVE_REDIS_URL": dead_redis}, ["cannot reach Redis", "OCRSERVE_REDIS_URL"]),
         "no-model": (
+            "worker",
             {"OCRSERVE_REDIS_URL": redis_url, "OCRSERVE_MODEL": str(tmp_path / "missing")},
             ["no checkpoint directory", "OCRSERVE_MODEL"],
+        ),
+        "serve-offline-hub": ("serve", offline, ["hub.invalid cannot be reached", "OCRSERVE_MODEL"]),
+        "worker-offline-hub": (
+            "worker",
+            {"OCRSERVE_REDIS_URL": redis_url, **offline},
+            ["hub.invalid cannot be reached", "OCRSERVE_MODEL"],
         ),
     }
     if not torch.cuda.is_available():
         cases["no-cuda"] = (
+            "worker",
             {"OCRSERVE_REDIS_URL": redis_url, "OCRSERVE_DEVICE": "cuda"},
             ["OCRSERVE_DEVICE asks for CUDA but no CUDA device is available"],
         )
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "worker"],
-            env=_server_env(tiny_checkpoint, 0, env),
+            [sys.executable, "-c", "from app.cli import main; main()", command],
+            env=_server_env(tiny_checkpoint, free_port(), env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
         )
-        for name, (env, _) in cases.items()
+        for name, (command, env, _) in cases.items()
     }
     try:
         for name, process in processes.items():
@@ -186,7 +198,7 @@ def test_start_up_problems_are_one_clear_line(redis_url: str, tiny_checkpoint: P
             assert process.returncode != 0, f"{name}: exit status 0"
             lines = [line for line in stderr.splitlines() if line.strip()]
             assert len(lines) == 1, f"{name}: expected one line, got:\n{stderr}"
-            for expected in cases[name][1]:
+            for expected in cases[name][2]:
                 assert expected in lines[0], f"{name}: {lines[0]!r} lacks {expected!r}"
     finally:
         for process in processes.values():

@@ -68,3 +68,21 @@ def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError):
         make_formatter("xml")
     assert isinstance(make_formatter("json"), JsonFormatter)
+
+
+def test_a_hub_client_record_prints_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """huggingface_hub's own stderr handler is taken off: its records reach stderr through the root handler only."""
+    import huggingface_hub.utils.logging  # noqa: F401  (imported first, as model loading does: its handler is on)
+
+    from workers.logs import setup_logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        setup_logging("info")
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        err = capfd.readouterr().err
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert err.count("Retrying in 1s") == 1, err
