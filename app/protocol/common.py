@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ocr_engine.documents import PAGE_SELECTION_PATTERN
 from ocr_engine.results import Usage
 
 
@@ -27,6 +28,9 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
+PageSelection = Annotated[str, msgspec.Meta(pattern=PAGE_SELECTION_PATTERN, examples=["1-3,5", "2-"])]
+
+
 class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """ocrserve's extension field `ocr` (send it through the openai SDK with `extra_body={"ocr": {...}}`)."""
 
@@ -34,7 +38,7 @@ class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mode: str | None = None
     output_format: Literal["markdown", "raw", "layout"] = "markdown"
     dpi: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    pages: str | list[Annotated[int, msgspec.Meta(ge=1)]] | None = None
+    pages: PageSelection | Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1)] | None = None
     page_separator: str | None = None
 
 

@@ -3,12 +3,18 @@
 from ocr_engine.documents.fetch import fetch_url
 from ocr_engine.documents.limits import DocumentLimits
 from ocr_engine.documents.loading import check_page_total, load_document
-from ocr_engine.documents.pages import document_page_sizes, iter_document_pages, parse_page_selection
+from ocr_engine.documents.pages import (
+    PAGE_SELECTION_PATTERN,
+    document_page_sizes,
+    iter_document_pages,
+    parse_page_selection,
+)
 from ocr_engine.documents.payload import decode_base64_payload
 from ocr_engine.documents.sniff import sniff_kind
 from ocr_engine.documents.url_policy import UrlPolicy
 
 __all__ = [
+    "PAGE_SELECTION_PATTERN",
     "DocumentLimits",
     "UrlPolicy",
     "check_page_total",

@@ -14,6 +14,11 @@ from ocr_engine.errors import InvalidInput
 from ocr_engine.request import Document
 
 _RANGE = re.compile(r"^(\d+)?\s*(-)?\s*(\d+)?$", re.ASCII)  # "3", "1-3", "2-", "-4"
+_NUMBER = r"0*[1-9][0-9]*"
+_PART = rf"(?:{_NUMBER}(?:\s*-\s*(?:{_NUMBER})?)?|-\s*{_NUMBER})"
+PAGE_SELECTION_PATTERN = rf"^\s*(?:{_PART}\s*(?:,\s*{_PART}\s*)*)?$"
+"""The syntax of a selection string as a JSON Schema pattern (the API's schema): what `parse_page_selection`
+accepts before it looks at the document (page counts and reversed ranges are the document's to judge)."""
 _EXAMPLE = 'use page numbers from 1, e.g. "1-3,5", "2-" or [1, 3]'
 
 
@@ -33,7 +38,7 @@ def _check_page(number: int, page_count: int) -> int:
 
 def _parse_part(part: str, page_count: int) -> range:
     match = _RANGE.match(part.strip())
-    if match is None or match.group(1, 3) == (None, None):
+    if match is None or match.group(1, 3) == (None, None) or (match[2] is None and match[3] is not None):
         raise _invalid(f"{part.strip()!r} is not a page or a range; {_EXAMPLE}")
     first, dash, last = match.groups()
     if dash is None:

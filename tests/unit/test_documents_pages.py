@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pytest
 
-from ocr_engine.documents import DocumentLimits, iter_document_pages, load_document, parse_page_selection
+from ocr_engine.documents import (
+    PAGE_SELECTION_PATTERN,
+    DocumentLimits,
+    iter_document_pages,
+    load_document,
+    parse_page_selection,
+)
 from ocr_engine.errors import InvalidInput
 from tests.unit.test_documents_images import BLUE, GREEN, RED, encode_pages
 from tests.unit.test_documents_pdf import make_pdf
@@ -47,6 +54,7 @@ def test_valid_selections(spec: str | Sequence[int] | None, expected: tuple[int,
         ("1,,2", "'' is not a page or a range"),
         ("-", "'-' is not a page or a range"),
         ("1.5", "'1.5' is not a page or a range"),
+        ("3 4", "'3 4' is not a page or a range"),
         ("٣", "'٣' is not a page or a range"),  # non-ASCII digits are not page numbers
         ([0], "page 0 does not exist"),
         ([7], "page 7 is out of range"),
@@ -83,3 +91,31 @@ def test_iter_document_pages_decodes_the_selected_image_pages() -> None:
 def test_iter_document_pages_walks_every_page_without_a_selection() -> None:
     document = load_document(make_pdf(4), limits=LIMITS)
     assert len(list(iter_document_pages(document, 18, LIMITS))) == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "well_formed"),
+    [
+        ("", True),
+        (" 3 , 1 - 2 ,2", True),
+        ("2-", True),
+        ("-2", True),
+        ("07", True),
+        ("4-2", True),  # well formed: that it is reversed is the parser's to say
+        ("a", False),
+        ("1-2-3", False),
+        ("1,,2", False),
+        ("1,", False),
+        ("-", False),
+        ("0", False),
+        ("1.5", False),
+        ("3 4", False),
+        ("٣", False),
+    ],
+)
+def test_the_schema_pattern_agrees_with_the_parser(spec: str, well_formed: bool) -> None:
+    """The API's schema shows the syntax: a string it refuses, the parser refuses too, whatever the page count."""
+    assert (re.search(PAGE_SELECTION_PATTERN, spec) is not None) is well_formed
+    if not well_formed:
+        with pytest.raises(InvalidInput):
+            parse_page_selection(spec, 1000)
