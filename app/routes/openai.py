@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
-from litestar import Router, get, post
+from litestar import Request, Router, get, post
 from litestar.openapi import ResponseSpec
 
 from app.admission import admit_request
@@ -49,6 +50,18 @@ async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
     return await create_completion(ctx, data)
 
 
+MODELS_PREFIX = "/v1/models/"
+
+
+def requested_model_id(request: Request, model_id: str) -> str:
+    """The id as the client wrote it. The openai SDK percent-encodes the id's slashes (`/v1/models/%2Fmodels%2Fx`)
+    and the decoded path merges the double slash of an absolute path, so the raw path is read when it has one."""
+    raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    if raw.startswith(MODELS_PREFIX):
+        return unquote(raw.removeprefix(MODELS_PREFIX))
+    return model_id.removeprefix("/")
+
+
 def _card(ctx: AppContext) -> ModelCard:
     return ModelCard(
         id=ctx.settings.model_name,
@@ -65,8 +78,8 @@ async def list_models(ctx: AppContext) -> ModelList:
 
 
 @get("/models/{model_id:path}", summary="Describe the served model", responses=error_responses(401, 404))
-async def get_model(model_id: str, ctx: AppContext) -> ModelCard:
-    model_id = model_id.lstrip("/")
+async def get_model(model_id: str, request: Request, ctx: AppContext) -> ModelCard:
+    model_id = requested_model_id(request, model_id)
     if model_id not in (ctx.settings.model_name, ctx.settings.model):
         raise ApiError(404, f"the model `{model_id}` does not exist", code="model_not_found", param="model")
     return _card(ctx)
