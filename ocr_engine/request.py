@@ -13,13 +13,37 @@ DEFAULT_PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Decoding settings; `temperature == 0` means greedy. `max_tokens` is per page (None: up to the model's length)."""
+    """Decoding settings; `temperature == 0` means greedy. `max_tokens` is per page (None: up to the model's length).
+
+    The penalties and biases are OpenAI's and vLLM's (`ocr_engine.logits`): `frequency_penalty` and
+    `presence_penalty` subtract from the scores of tokens the page has generated (per occurrence, or once),
+    `repetition_penalty` divides positive and multiplies negative scores of tokens in its prompt or output,
+    `logit_bias` adds to a token's score, and `min_tokens` / `ignore_eos` keep the end-of-sequence token out.
+    """
 
     max_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
+    min_tokens: int = 0
+    ignore_eos: bool = False
+
+    @property
+    def adjusts_scores(self) -> bool:
+        """Whether any of the penalties, biases or end-of-sequence rules is set (most requests set none)."""
+        return bool(
+            self.frequency_penalty
+            or self.presence_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
+            or self.min_tokens
+            or self.ignore_eos
+        )
 
 
 class Document(msgspec.Struct, frozen=True, kw_only=True):

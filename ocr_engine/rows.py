@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -59,6 +60,7 @@ class Row:
     embeds: torch.Tensor | None = None  # while its prompt is being prefilled
     generated: int = 0
     last_token: int = -1
+    output_counts: Counter[int] = field(default_factory=Counter)  # kept for rows whose params adjust scores
 
     @property
     def prompt_tokens(self) -> int:

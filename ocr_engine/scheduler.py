@@ -27,6 +27,7 @@ import torch
 
 from ocr_engine.decoder import SlotDecoder
 from ocr_engine.errors import LimitExceeded, ModelUnavailable
+from ocr_engine.logits import adjust_scores
 from ocr_engine.models.base import ModelAdapter, PreparedSequence
 from ocr_engine.repetition import NoRepeatNGramGuard
 from ocr_engine.rows import BACKGROUND, INTERACTIVE, Row, RowEnd
@@ -258,7 +259,7 @@ class Scheduler:
         try:
             logits = self.decoder.decode(tokens, positions)
             history = self._history[: len(rows)]
-            scores = self.guard(history, logits)
+            scores = adjust_scores(self.guard(history, logits), rows, self.adapter.eos_token_id)
             picked = sample_rows(scores, [row.params for row in rows], [row.generator for row in rows])
             self._history[: len(rows)] = torch.cat([history[:, 1:], picked[:, None]], dim=1)
             chosen = picked.tolist()
@@ -281,6 +282,8 @@ class Scheduler:
             return "stop"
         row.generated += 1
         row.last_token = token
+        if row.params.adjusts_scores:
+            row.output_counts[token] += 1
         row.sink.tokens(row, [token])
         return "length" if row.generated >= row.budget else None
 
@@ -316,7 +319,10 @@ class Scheduler:
                 return
             try:
                 logits = self.decoder.prefill(row.slot, row.embeds[row.length : end], row.length)
-                first = sample_rows(logits[None], [row.params], [row.generator]) if end == row.prompt_tokens else None
+                first = None
+                if end == row.prompt_tokens:
+                    scores = adjust_scores(logits[None], [row], self.adapter.eos_token_id)
+                    first = sample_rows(scores, [row.params], [row.generator])
             except Exception as exc:
                 log.exception("prefill of a page failed")
                 self._prefilling.pop(0)

@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.protocol.common import Choices, MaxTokens, OcrOptions, Stop, StreamOptions, Temperature, TopP, UsageInfo
+from app.protocol.common import (
+    Choices,
+    MaxTokens,
+    OcrOptions,
+    ScoreAdjustments,
+    Stop,
+    StreamOptions,
+    Temperature,
+    TopP,
+    UsageInfo,
+)
 
 
 class TextPart(msgspec.Struct, tag_field="type", tag="text", kw_only=True):
@@ -41,7 +51,7 @@ class ChatMessage(msgspec.Struct, kw_only=True):
     name: str | None = None
 
 
-class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+class ChatCompletionRequest(ScoreAdjustments, kw_only=True):
     model: str
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     max_tokens: MaxTokens = None

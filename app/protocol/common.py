@@ -48,6 +48,20 @@ TopP = Annotated[float, msgspec.Meta(gt=0, le=1)] | None
 MaxTokens = Annotated[int, msgspec.Meta(ge=1)] | None  # and at most the model's length: checked per request
 Choices = Annotated[int, msgspec.Meta(ge=1, le=1, description="only 1 is supported")] | None
 Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)] | None
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)] | None
+
+
+class ScoreAdjustments(msgspec.Struct, kw_only=True):
+    """OpenAI's penalties and `logit_bias`, and vLLM's extensions (`repetition_penalty`, `min_tokens`,
+    `ignore_eos`): fields of chat, completions and responses requests alike. `logit_bias` maps token ids, as
+    strings, to -100..100."""
+
+    frequency_penalty: Penalty = None
+    presence_penalty: Penalty = None
+    repetition_penalty: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    logit_bias: dict[str, Annotated[float, msgspec.Meta(ge=-100, le=100)]] | None = None
+    min_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    ignore_eos: bool = False
 
 
 def stop_sequences(stop: Stop) -> tuple[str, ...]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from app.protocol.common import Choices, MaxTokens, Stop, StreamOptions, Temperature, TopP, UsageInfo
+from app.protocol.common import Choices, MaxTokens, ScoreAdjustments, Stop, StreamOptions, Temperature, TopP, UsageInfo
 
 
-class CompletionRequest(msgspec.Struct, kw_only=True):
+class CompletionRequest(ScoreAdjustments, kw_only=True):
     model: str
     prompt: str | list[str]
     max_tokens: MaxTokens = 16

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from app.protocol.common import MaxTokens, OcrOptions, Temperature, TopP
+from app.protocol.common import MaxTokens, OcrOptions, ScoreAdjustments, Temperature, TopP
 
 # ---------------------------------------------------------------- request
 
@@ -60,7 +60,7 @@ Metadata = Annotated[
 ]
 
 
-class ResponseCreateRequest(msgspec.Struct, kw_only=True):
+class ResponseCreateRequest(ScoreAdjustments, kw_only=True):
     model: str
     input: str | Annotated[list[InputMessage], msgspec.Meta(min_length=1)]
     instructions: str | None = None

@@ -33,6 +33,7 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
         top_p=body.top_p,
         stop=body.stop,
         seed=body.seed,
+        adjustments=body,
     )
     return await jobs.build_request(ctx, body.messages, body.ocr, sampling)
 

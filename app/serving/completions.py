@@ -28,6 +28,7 @@ async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
         top_p=body.top_p,
         stop=body.stop,
         seed=body.seed,
+        adjustments=body,
     )
     await check_prompt_length(ctx, prompts[0], param="prompt")
     return OcrRequest(prompt=prompts[0], sampling=sampling, output_format="raw")

@@ -13,7 +13,7 @@ from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
 from app.logging_setup import current_request_id
 from app.protocol.chat import ChatMessage
-from app.protocol.common import OcrOptions, Stop, stop_sequences
+from app.protocol.common import OcrOptions, ScoreAdjustments, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
 from app.serving.image_limit import check_image_tokens
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
@@ -46,6 +46,7 @@ def sampling_params(
     top_p: float | None,
     stop: Stop,
     seed: int | None,
+    adjustments: ScoreAdjustments,
     max_tokens_param: str = "max_tokens",
 ) -> SamplingParams:
     """Validate OpenAI sampling fields against the model and turn them into engine parameters."""
@@ -57,13 +58,41 @@ def sampling_params(
             code="invalid_value",
             param=max_tokens_param,
         )
+    min_tokens = adjustments.min_tokens or 0
+    if max_tokens is not None and min_tokens > max_tokens:
+        raise ApiError(
+            400,
+            f"min_tokens ({min_tokens}) must not exceed {max_tokens_param} ({max_tokens})",
+            code="invalid_value",
+            param="min_tokens",
+        )
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature or 0.0,
         top_p=1.0 if top_p is None else top_p,
         stop=stop_sequences(stop),
         seed=seed,
+        frequency_penalty=adjustments.frequency_penalty or 0.0,
+        presence_penalty=adjustments.presence_penalty or 0.0,
+        repetition_penalty=adjustments.repetition_penalty or 1.0,
+        logit_bias=_logit_bias(ctx, adjustments.logit_bias or {}),
+        min_tokens=min_tokens,
+        ignore_eos=adjustments.ignore_eos,
     )
+
+
+def _logit_bias(ctx: AppContext, bias: dict[str, float]) -> dict[int, float]:
+    """OpenAI's `logit_bias`: token ids as strings, each within the vocabulary."""
+    vocab = len(ctx.model.tokenizer)
+    ids = {key: int(key) for key in bias if key.isascii() and key.isdigit()}
+    if bad := [key for key in bias if key not in ids or ids[key] >= vocab]:
+        raise ApiError(
+            400,
+            f"logit_bias keys must be token ids from 0 to {vocab - 1}, got {', '.join(map(repr, bad[:5]))}",
+            code="invalid_value",
+            param="logit_bias",
+        )
+    return {ids[key]: value for key, value in bias.items()}
 
 
 async def build_request(

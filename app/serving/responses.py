@@ -104,6 +104,7 @@ async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
         top_p=body.top_p,
         stop=None,
         seed=None,
+        adjustments=body,
     )
     messages = [ChatMessage(role="system", content=body.instructions)] if body.instructions else []
     offset = len(messages)

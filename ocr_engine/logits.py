@@ -1,0 +1,46 @@
+"""Per-row score adjustments before sampling, as OpenAI and vLLM define them: `min_tokens` and `ignore_eos` keep
+the end-of-sequence token out, `logit_bias` adds to chosen tokens, the repetition penalty (vLLM's multiplicative
+form) discounts tokens of the prompt and the output, and the frequency and presence penalties (OpenAI's) subtract
+per occurrence in the output and once per token that occurred.
+
+A row that sets none of them is not touched, so the usual request pays nothing; a row that does pays a few small
+indexed updates of its own scores per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ocr_engine.rows import Row
+
+
+def adjust_scores(scores: torch.Tensor, rows: Sequence[Row], eos_token_id: int | None) -> torch.Tensor:
+    """`scores` (B, V), one row per entry of `rows`, adjusted in place for the rows that ask for it."""
+    for index, row in enumerate(rows):
+        if row.params.adjusts_scores:
+            _adjust_row(scores[index], row, eos_token_id)
+    return scores
+
+
+def _ids(ids: Sequence[int], device: torch.device) -> torch.Tensor:
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def _adjust_row(score: torch.Tensor, row: Row, eos_token_id: int | None) -> None:
+    params, counts, device = row.params, row.output_counts, score.device
+    if eos_token_id is not None and (params.ignore_eos or row.generated < params.min_tokens):
+        score[eos_token_id] = -torch.inf
+    if params.logit_bias:
+        ids = _ids(list(params.logit_bias), device)
+        score[ids] += torch.tensor(list(params.logit_bias.values()), dtype=score.dtype, device=device)
+    if params.repetition_penalty != 1.0:
+        ids = _ids(sorted(set(row.sequence.input_ids) | counts.keys()), device)
+        seen = score[ids]
+        penalty = params.repetition_penalty
+        score[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    if counts and (params.frequency_penalty or params.presence_penalty):
+        ids = _ids(list(counts), device)
+        occurrences = torch.tensor(list(counts.values()), dtype=score.dtype, device=device)
+        score[ids] -= params.frequency_penalty * occurrences + params.presence_penalty
