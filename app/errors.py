@@ -21,6 +21,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.protocol.common import UNSUPPORTED_FIELDS
 from app.protocol.errors import ErrorBody, ErrorResponse
 from ocr_engine.errors import InvalidInput, OcrError, ServiceUnavailable
 from workers.events import JobError
@@ -99,6 +100,8 @@ def _describe(error: str) -> tuple[str, str | None]:
             return "the request body is missing; send a JSON object", None
         param = ".".join(filter(None, [path, missing[1]]))
         return f"missing required field `{param}`", param
+    if (field := re.split(r"[.\[]", path, maxsplit=1)[0]) in UNSUPPORTED_FIELDS:
+        return f"`{field}` is not supported by this server: leave it out (or at its default)", field
     if _CONTENT_PART_TYPE.match(path) and message.startswith("Invalid value"):
         kind = message.removeprefix("Invalid value").strip()
         return f"unsupported content part type {kind}; supported: text, image_url, file", path

@@ -10,6 +10,7 @@ from app.protocol.common import (
     Choices,
     MaxTokens,
     OcrOptions,
+    Off,
     ScoreAdjustments,
     Stop,
     StreamOptions,
@@ -51,6 +52,10 @@ class ChatMessage(msgspec.Struct, kw_only=True):
     name: str | None = None
 
 
+class TextResponseFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Literal["text"]
+
+
 class ChatCompletionRequest(ScoreAdjustments, kw_only=True):
     model: str
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
@@ -64,6 +69,18 @@ class ChatCompletionRequest(ScoreAdjustments, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ocr: OcrOptions | None = None
+    # OpenAI fields this server does not do: only their off values decode (common.UNSUPPORTED_FIELDS)
+    tools: Off = None
+    functions: Off = None
+    tool_choice: Literal["none"] | None = None
+    function_call: Literal["none"] | None = None
+    logprobs: Literal[False] | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=0)] | None = None
+    audio: None = None
+    modalities: list[Literal["text"]] | None = None
+    prediction: None = None
+    response_format: TextResponseFormat | None = None
+    web_search_options: None = None
 
 
 class AssistantMessage(msgspec.Struct, kw_only=True):

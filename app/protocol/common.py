@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -49,6 +49,29 @@ MaxTokens = Annotated[int, msgspec.Meta(ge=1)] | None  # and at most the model's
 Choices = Annotated[int, msgspec.Meta(ge=1, le=1, description="only 1 is supported")] | None
 Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)] | None
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)] | None
+
+
+Off = Annotated[list[Any], msgspec.Meta(max_length=0)] | None
+"""A list-valued OpenAI field this server does not do (`tools`…): only its off values, empty or null, decode."""
+UNSUPPORTED_FIELDS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "logprobs",
+        "top_logprobs",
+        "audio",
+        "modalities",
+        "prediction",
+        "response_format",
+        "web_search_options",
+        "best_of",
+        "suffix",
+    }
+)
+"""OpenAI request fields typed to their off values: a client that sets one gets a 400 that says it is not
+supported (see app.errors), instead of the field being ignored."""
 
 
 class ScoreAdjustments(msgspec.Struct, kw_only=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from app.protocol.common import Choices, MaxTokens, ScoreAdjustments, Stop, StreamOptions, Temperature, TopP, UsageInfo
@@ -19,6 +21,10 @@ class CompletionRequest(ScoreAdjustments, kw_only=True):
     echo: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # OpenAI fields this server does not do: only their off values decode (common.UNSUPPORTED_FIELDS)
+    logprobs: Annotated[int, msgspec.Meta(ge=0, le=0)] | None = None
+    best_of: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
+    suffix: None = None
 
 
 class CompletionChoice(msgspec.Struct, kw_only=True):

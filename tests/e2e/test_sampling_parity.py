@@ -94,3 +94,42 @@ def test_out_of_range_is_a_400_naming_the_field(client, server, field: str, valu
     with pytest.raises(openai.BadRequestError) as raised:
         client.completions.create(model=server.model, prompt=PROMPT, max_tokens=TOKENS, extra_body={field: value})
     assert raised.value.body["param"].startswith(field), raised.value.body
+
+
+UNSUPPORTED_CHAT = {
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    "tool_choice": "auto",
+    "functions": [{"name": "f"}],
+    "function_call": "auto",
+    "logprobs": True,
+    "top_logprobs": 2,
+    "audio": {"voice": "alloy", "format": "wav"},
+    "modalities": ["text", "audio"],
+    "prediction": {"type": "content", "content": "x"},
+    "response_format": {"type": "json_object"},
+    "web_search_options": {},
+}
+
+
+@pytest.mark.parametrize(("field", "value"), list(UNSUPPORTED_CHAT.items()))
+def test_an_unsupported_chat_parameter_is_a_400_naming_it(client, server, field: str, value: object) -> None:
+    messages = [{"role": "user", "content": PROMPT}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=server.model, messages=messages, max_tokens=2, extra_body={field: value})
+    assert raised.value.body["param"] == field and "not supported" in raised.value.body["message"]
+
+
+def test_unsupported_parameters_at_their_off_values_are_accepted(client, server) -> None:
+    messages = [{"role": "user", "content": PROMPT}]
+    off = {"tools": [], "tool_choice": "none", "logprobs": False, "response_format": {"type": "text"}}
+    reply = client.chat.completions.create(model=server.model, messages=messages, max_tokens=2, extra_body=off)
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    completion = client.completions.create(model=server.model, prompt=PROMPT, max_tokens=2, best_of=1, logprobs=0)
+    assert completion.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize(("field", "value"), [("logprobs", 2), ("best_of", 3), ("suffix", "end")])
+def test_an_unsupported_completions_parameter_is_a_400_naming_it(client, server, field: str, value: object) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model=server.model, prompt=PROMPT, max_tokens=2, extra_body={field: value})
+    assert raised.value.body["param"] == field and "not supported" in raised.value.body["message"]
