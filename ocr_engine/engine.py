@@ -6,6 +6,9 @@ what happened to its rows through their sinks (see `ocr_engine.rows`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
 
 from ocr_engine.errors import LimitExceeded, ModelUnavailable
@@ -17,6 +20,8 @@ from ocr_engine.rows import INTERACTIVE, Row, RowSink
 from ocr_engine.scheduler import Scheduler, SchedulerLimits, SchedulerStats
 
 REPETITION_EXEMPT_TOKENS = ("<td>", "</td>")
+KvBudget = Callable[[torch.device, torch.dtype], int | None]
+"""The KV cache positions the running batch may hold with the model on a device, in a dtype (None: no bound)."""
 
 
 class OcrEngine:
@@ -76,18 +81,22 @@ class OcrEngine:
     def close(self) -> None:
         self.scheduler.close()
 
-    def move_to(self, device: torch.device, dtype: torch.dtype) -> None:
+    def move_to(self, device: torch.device, dtype: torch.dtype, kv_budget: KvBudget | None = None) -> None:
         """Move the model to `device` (floating-point weights cast to `dtype`) between two decode steps, the
-        running rows' cache with it: they go on where they were. A move that fails halfway is undone and its
-        error raised; ModelUnavailable when even the undoing fails."""
-        self.scheduler.call(lambda: self._move(device, dtype))
+        running rows' cache with it: they go on where they were. `kv_budget` gives the KV cache budget on the new
+        device, worked out once the model is there (a GPU's free memory, say). A move that fails halfway, or
+        whose budget cannot be had, is undone and its error raised; ModelUnavailable when even the undoing
+        fails."""
+        self.scheduler.call(lambda: self._move(device, dtype, kv_budget))
 
-    def _move(self, device: torch.device, dtype: torch.dtype) -> None:
+    def _move(self, device: torch.device, dtype: torch.dtype, kv_budget: KvBudget | None) -> None:
         adapter = self.adapter
         previous, before = adapter.device, Placement.of(adapter.model)
         try:
             move_model(adapter.model, device, dtype)
             self.scheduler.move_state(device, dtype)
+            if kv_budget is not None:
+                self.scheduler.limits = replace(self.scheduler.limits, kv_cache_tokens=kv_budget(device, dtype))
         except Exception as exc:
             try:
                 before.restore()

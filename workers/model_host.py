@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from ocr_engine.device import resolve_dtype
 from ocr_engine.engine import OcrEngine
 from ocr_engine.errors import ModelUnavailable
@@ -29,9 +31,9 @@ class ModelHost:
         self.options = options
         adapter = load_adapter(options.model, device=options.device, dtype=options.dtype)
         seqs = options.max_num_seqs
-        per_token = SlotCache.for_decoder(adapter.decoder.config, adapter.device, adapter.dtype).bytes_per_token()
+        self._decoder_config = adapter.decoder.config
         try:
-            budget = kv_cache_budget(options.kv_cache_tokens, adapter.device, per_token, options.gpu_memory_utilization)
+            budget = self.kv_budget(adapter.device, adapter.dtype)
         except ValueError as exc:
             raise ModelUnavailable(str(exc)) from exc
         limits = SchedulerLimits(
@@ -50,9 +52,15 @@ class ModelHost:
         log.info(
             "engine: up to %d sequences at once, KV cache %s, prefill chunks of %d tokens",
             seqs,
-            "unbounded" if budget is None else f"{budget} positions ({budget * per_token / 2**30:.1f} GiB)",
+            describe_budget(budget),
             options.max_prefill_tokens,
         )
+
+    def kv_budget(self, device: torch.device, dtype: torch.dtype) -> int | None:
+        """OCRSERVE_KV_CACHE_TOKENS, or on a GPU what OCRSERVE_GPU_MEMORY_UTILIZATION leaves once the model is
+        there; worked out at start-up and again after every move to another device."""
+        per_token = SlotCache.for_decoder(self._decoder_config, device, dtype).bytes_per_token()
+        return kv_cache_budget(self.options.kv_cache_tokens, device, per_token, self.options.gpu_memory_utilization)
 
     def __call__(self, request: OcrRequest, listener: OcrListener, background: bool = False) -> OcrResult:
         return run_ocr(self.engine, request, limits=self.options.limits, listener=listener, background=background)
@@ -86,5 +94,10 @@ class ModelHost:
         target = torch_device(choose_device(requested, self.available_devices()))
         dtype = resolve_dtype(self.options.dtype, target)
         log.info("moving the model from %s to %s (%s)", public_name(previous), public_name(target), dtype)
-        self.engine.move_to(target, dtype)  # on the same device: a no-op once the batch in flight is done
+        self.engine.move_to(target, dtype, kv_budget=self.kv_budget)  # same device: a no-op but for the budget
+        log.info("KV cache on %s: %s", public_name(target), describe_budget(self.engine.stats().kv_cache_budget))
         return public_name(previous), public_name(target)
+
+
+def describe_budget(budget: int | None) -> str:
+    return "unbounded" if budget is None else f"{budget} positions"

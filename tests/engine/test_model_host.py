@@ -139,3 +139,28 @@ def test_a_model_step_that_never_returns_hands_the_jobs_over_and_exits(host, mon
     finally:
         release.set()
     assert sink.result()[1] == "length", "the job goes on once the step returns"
+
+
+def test_a_switch_works_the_kv_budget_out_again_on_the_new_device(host, monkeypatch):
+    """The budget comes from the device the model lands on (a GPU's free memory): asked for after the move, in
+    the new dtype, and in force for what is admitted next; a budget that cannot be had undoes the move."""
+    asked: list[tuple[torch.device, torch.dtype]] = []
+
+    def budget(device: torch.device, dtype: torch.dtype) -> int:
+        asked.append((device, dtype))
+        return 4096
+
+    assert host.engine.stats().kv_cache_budget is None  # a CPU, no OCRSERVE_KV_CACHE_TOKENS
+    monkeypatch.setattr(host, "kv_budget", budget)
+    host.switch("cpu")
+    assert asked == [(torch.device("cpu"), torch.float32)]
+    assert host.engine.stats().kv_cache_budget == 4096
+
+    def no_memory(device: torch.device, dtype: torch.dtype) -> int:
+        raise ValueError("no GPU memory is left for the KV cache")
+
+    monkeypatch.setattr(host, "kv_budget", no_memory)
+    with pytest.raises(ValueError, match="no GPU memory"):
+        host.engine.move_to(torch.device("cpu"), torch.bfloat16, kv_budget=host.kv_budget)
+    assert host.engine.adapter.dtype == torch.float32, "the move was undone"
+    assert host.engine.stats().kv_cache_budget == 4096
