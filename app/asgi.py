@@ -52,10 +52,16 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         )
     from workers.local import LocalDispatcher
     from workers.model_host import ModelHost
+    from workers.watchdog import HARD_LIMIT_GRACE_S
 
     options = settings.engine_options
     # The model loads on the worker thread, so /health answers 503 while the weights load.
-    return LocalDispatcher(lambda: ModelHost(options), model=settings.model, concurrency=settings.worker_concurrency)
+    return LocalDispatcher(
+        lambda: ModelHost(options),
+        model=settings.model,
+        concurrency=settings.worker_concurrency,
+        stall_limit=settings.job_time_limit + HARD_LIMIT_GRACE_S,
+    )
 
 
 def build_admission_store(settings: Settings) -> AdmissionStore:

@@ -31,11 +31,10 @@ from workers.redis_store import JobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
 from workers.runner import JobHandedOver, OcrFunction, run_job
-from workers.watchdog import Watchdog
+from workers.watchdog import HARD_LIMIT_GRACE_S, Watchdog
 
 log = logging.getLogger(__name__)
 # The soft limit (checked between decode steps) comes first; this long after it, the process itself is stopped.
-HARD_LIMIT_GRACE_S = 60.0
 
 
 def execute(

@@ -48,8 +48,10 @@ class LocalDispatcher:
         job_ttl: float = 3600.0,
         max_jobs: int = 1000,
         concurrency: int = 16,
+        stall_limit: float = float("inf"),
     ) -> None:
         self._load = load
+        self._stall_limit = stall_limit
         self._reporter = WorkerReporter("embedded", model)
         self._job_ttl = job_ttl
         self._max_jobs = max_jobs
@@ -81,9 +83,19 @@ class LocalDispatcher:
             await asyncio.to_thread(self._reporter.host.engine.close)
 
     def status(self) -> EngineStatus:
+        """As the loader left it, unless one model step has run past `stall_limit` (a call that never returns):
+        then `failed`, so /health answers 503 for an orchestrator to restart the process, and admission refuses
+        new jobs instead of queueing them behind a model that will not move."""
+        readiness, message = self._readiness, self._message
+        host = self._reporter.host
+        if readiness is Readiness.READY and host is not None:
+            stalled = host.engine.scheduler.stalled_for()
+            if stalled > self._stall_limit:
+                readiness = Readiness.FAILED
+                message = f"a model step has run for {stalled:.0f} s: the model is stuck; restart the server"
         return EngineStatus(
-            readiness=self._readiness,
-            message=self._message,
+            readiness=readiness,
+            message=message,
             queued=sum(lane.qsize() for lane in self._queues.values()),
             running=len(self._running),
         )

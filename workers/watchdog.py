@@ -10,6 +10,9 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+HARD_LIMIT_GRACE_S = 60.0
+"""How far past OCRSERVE_JOB_TIME_LIMIT a job, or one model step, may run before it counts as stuck."""
+
 
 class Watchdog:
     def __init__(self, seconds: float, on_expire: Callable[[], None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -72,6 +73,41 @@ def test_a_model_that_fails_to_load_fails_its_queued_jobs():
         assert dispatcher.status().message == "no weights here"
         events = [event async for event in dispatcher.events(job.id)]
         assert isinstance(events[-1], JobFailed) and events[-1].error.code == "model_unavailable"
+        await dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_model_step_that_never_returns_makes_the_engine_failed(tiny_checkpoint, monkeypatch):
+    """A decode step that hangs (a wedged accelerator call): past the stall limit the status is `failed` (so
+    /health answers 503 and admission refuses jobs), and it is `ready` again once the step returns."""
+    host = ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
+    release = threading.Event()
+    entered = threading.Event()
+    decode = host.engine.scheduler.decoder.decode
+
+    def hanging_decode(*args, **kwargs):
+        entered.set()
+        release.wait()
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(host.engine.scheduler.decoder, "decode", hanging_decode)
+
+    async def scenario() -> None:
+        dispatcher = LocalDispatcher(lambda: host, model="tiny", stall_limit=0.2)
+        await dispatcher.start()
+        await wait_ready(dispatcher)
+        assert dispatcher.status().readiness is Readiness.READY
+        job = await dispatcher.submit(short())
+        assert await asyncio.to_thread(entered.wait, 60)
+        while host.engine.scheduler.stalled_for() <= 0.2:
+            await asyncio.sleep(0.05)
+        status = dispatcher.status()
+        assert status.readiness is Readiness.FAILED and "stuck" in status.message
+        release.set()
+        events = [event async for event in dispatcher.events(job.id)]
+        assert isinstance(events[-1], JobCompleted)
+        assert dispatcher.status().readiness is Readiness.READY
         await dispatcher.close()
 
     asyncio.run(scenario())
