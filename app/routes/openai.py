@@ -5,46 +5,35 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from litestar import Request, Router, get, post
-from litestar.openapi import ResponseSpec
+from litestar import Request, Router, get
 
-from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
 from app.errors import ApiError
-from app.openapi import API_KEY_ERRORS, JOB_ERRORS, EventStreamOperation, error_responses
+from app.openapi import API_KEY_ERRORS, error_responses
 from app.protocol.chat import ChatCompletion, ChatCompletionRequest
 from app.protocol.completions import Completion, CompletionRequest
 from app.protocol.models import ModelCard, ModelList, ModelPermission
+from app.routes.job_post import job_post
 from app.serving.chat import create_chat_completion
 from app.serving.completions import create_completion
 
 
-@post(
+@job_post(
     "/chat/completions",
-    status_code=200,
     summary="Chat completion over images and PDFs",
-    guards=[admit_request],
-    responses={
-        200: ResponseSpec(ChatCompletion, description="The reply, or with stream=true its chunks"),
-        **JOB_ERRORS,
-    },
-    operation_class=EventStreamOperation,
+    reply=ChatCompletion,
+    described="The reply, or with stream=true its chunks",
 )
 async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
     return await create_chat_completion(ctx, data)
 
 
-@post(
+@job_post(
     "/completions",
-    status_code=200,
     summary="Text completion",
-    guards=[admit_request],
-    responses={
-        200: ResponseSpec(Completion, description="The completion, or with stream=true its chunks"),
-        **JOB_ERRORS,
-    },
-    operation_class=EventStreamOperation,
+    reply=Completion,
+    described="The completion, or with stream=true its chunks",
 )
 async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
     return await create_completion(ctx, data)

@@ -7,24 +7,19 @@ from typing import Any
 from litestar import Router, delete, get, post
 from litestar.openapi import ResponseSpec
 
-from app.admission import admit_request
 from app.auth import require_api_key
 from app.context import AppContext
-from app.openapi import JOB_ERRORS, EventStreamOperation, error_responses
+from app.openapi import EventStreamOperation, error_responses
 from app.protocol.responses import ResponseCreateRequest, ResponseDeleted, ResponseObject
+from app.routes.job_post import job_post
 from app.serving import responses
 
 
-@post(
+@job_post(
     "/responses",
-    status_code=200,
     summary="Create a response (OCR of images and PDFs), optionally in the background",
-    guards=[admit_request],
-    responses={
-        200: ResponseSpec(ResponseObject, description="The response, or with stream=true its events"),
-        **JOB_ERRORS,
-    },
-    operation_class=EventStreamOperation,
+    reply=ResponseObject,
+    described="The response, or with stream=true its events",
 )
 async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
     return await responses.create_response(ctx, data)
