@@ -140,6 +140,5 @@ def create_app(
         openapi_config=openapi_config(package_version(), [swagger]),
     )
     use_msgspec_schemas(app)
-    if settings.api_keys or settings.admin_keys:
-        declare_bearer_auth(app)
+    declare_bearer_auth(app, api_keys=bool(settings.api_keys), admin_keys=bool(settings.admin_keys))
     return app

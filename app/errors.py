@@ -84,17 +84,18 @@ def _handle_ocr_error(_: Request, exc: OcrError) -> Response:
     return error_response(500, exc.message, "server_error", exc.code)
 
 
-_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# msgspec ends a message with "- at `$.path`", or "- at `key` in `$.path`" when a mapping's key is at fault
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?:key` in `)?\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _CONTENT_PART_TYPE = re.compile(r"^messages\[\d+\]\.content\[\d+\]\.type$")
 
 
 def _describe(error: str) -> tuple[str, str | None]:
-    """A msgspec validation message as (client message, param), with Litestar's `data` wrapper removed."""
+    """A msgspec validation message as (client message, param)."""
     match = _AT_PATH.match(error)
     message = match["message"] if match else error
     path = (match["path"] or "") if match else ""
-    path = path.removeprefix(".data").lstrip(".")
+    path = path.lstrip(".")
     if missing := _MISSING_FIELD.search(message):
         if missing[1] == "data" and not path:
             return "the request body is missing; send a JSON object", None

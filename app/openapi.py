@@ -53,7 +53,6 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 API_KEY_ERRORS = error_responses(401)
-BODY_ERRORS = error_responses(401, 413)
 JOB_ERRORS = error_responses(401, 404, 413, 429, 503)
 """What creating a job can answer: bad input, unknown model, a body too large, admission (429, 503)."""
 
@@ -120,11 +119,16 @@ def use_msgspec_schemas(app: Litestar) -> None:
 
 
 BEARER = "bearer"
-_KEY_GUARDS = frozenset({require_api_key, require_admin_key})
 
 
-def declare_bearer_auth(app: Litestar) -> None:
-    """With API keys set, the operations behind a key guard say so (an HTTP bearer scheme), and only those."""
+def declare_bearer_auth(app: Litestar, *, api_keys: bool, admin_keys: bool) -> None:
+    """The operations whose guard checks a key say so (an HTTP bearer scheme), and only those: `/v1` when API keys
+    are set, `/v1/devices` when either kind is (require_api_key and require_admin_key's own rules)."""
+    guards = {require_api_key} if api_keys else set()
+    if api_keys or admin_keys:
+        guards.add(require_admin_key)
+    if not guards:
+        return
     openapi = app.openapi_schema
     openapi.components.security_schemes = {
         BEARER: SecurityScheme(type="http", scheme="bearer", description="an OCRSERVE_API_KEYS (or admin) key")
@@ -132,7 +136,7 @@ def declare_bearer_auth(app: Litestar) -> None:
     for route in app.routes:
         path_item = (openapi.paths or {}).get(route.path_format)
         for handler in getattr(route, "route_handlers", ()) if path_item else ():
-            if not {getattr(guard, "func", guard) for guard in handler.resolve_guards()} & _KEY_GUARDS:
+            if not {getattr(guard, "func", guard) for guard in handler.resolve_guards()} & guards:
                 continue
             for method in handler.http_methods:
                 if operation := getattr(path_item, method.lower(), None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def first_line(exc: Exception) -> str:
 
 
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+DNS_ATTEMPTS, DNS_RETRY_S = 3, 2.0
 
 
 def _hub_unreachable(source: str) -> str | None:
@@ -38,10 +40,17 @@ def _hub_unreachable(source: str) -> str | None:
     if isinstance(try_to_load_from_cache(source, "config.json"), str):
         return None
     host = urlparse(constants.ENDPOINT).hostname or ""
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError as exc:
-        return f"the hub at {host} cannot be reached ({exc.strerror or exc}) and the model is not in the local cache"
+    for attempt in range(DNS_ATTEMPTS):
+        try:
+            socket.getaddrinfo(host, 443)
+            return None
+        except OSError as exc:
+            # "try again": the name server is not ready yet (a pod just started), which is not a no
+            again = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
+            if not again or attempt == DNS_ATTEMPTS - 1:
+                reason = exc.strerror or str(exc)
+                return f"the hub at {host} cannot be reached ({reason}) and the model is not in the local cache"
+            time.sleep(DNS_RETRY_S)
     return None
 
 

@@ -25,7 +25,6 @@ from ocr_engine.layout import LayoutFormatter, PageSize
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.modes import resolve_mode
 from ocr_engine.prefetch import BatchPrefetcher
-from ocr_engine.prompts import image_prompt
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, PageResult, Usage
 from ocr_engine.rows import BACKGROUND, INTERACTIVE, Row, RowEnd
@@ -144,10 +143,10 @@ class _Page(NamedTuple):
 
 
 def _page_inputs(request: OcrRequest, limits: DocumentLimits) -> Iterator[tuple[str, Image.Image | None]]:
+    prompt = request.sequence_prompt
     if not request.documents:
-        yield request.prompt, None
+        yield prompt, None
         return
-    prompt = image_prompt(request.prompt)
     for document in request.documents:
         for image in iter_document_pages(document, request.dpi, limits):
             yield prompt, image

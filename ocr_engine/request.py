@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from ocr_engine.prompts import image_prompt
+
 DocumentKind = Literal["pdf", "image"]
 OutputFormat = Literal["markdown", "raw", "layout"]
 
@@ -70,6 +72,12 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
     mode: str | None = None  # resolution mode (ocr_engine.modes); None = the model family's default
     dpi: int = 144
     page_separator: str = DEFAULT_PAGE_SEPARATOR
+
+    @property
+    def sequence_prompt(self) -> str:
+        """The prompt each of its sequences starts with: one image placeholder before the instruction for a page,
+        the text as it is for a text-only job."""
+        return image_prompt(self.prompt) if self.documents else self.prompt
 
     @property
     def page_total(self) -> int:

@@ -9,6 +9,7 @@ described on demand instead (it lives and dies with the API process).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Literal
 
@@ -83,6 +84,10 @@ class SwitchResult(msgspec.Struct, frozen=True, kw_only=True):
     previous_device: str | None
     current_device: str | None
     message: str
+
+
+DEVICE_NAME = re.compile(r"^(cpu|auto|gpu:\d+)$")
+"""What a device switch may ask for: `cpu`, `gpu:N` or `auto`."""
 
 
 def choose_device(requested: str, available: list[DeviceInfo]) -> str:

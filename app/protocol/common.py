@@ -28,7 +28,8 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
-PageSelection = Annotated[str, msgspec.Meta(pattern=PAGE_SELECTION_PATTERN, examples=["1-3,5", "2-"])]
+# documented as a pattern, checked by the page parser, whose message says what a selection looks like
+PageSelection = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": PAGE_SELECTION_PATTERN})]
 
 
 class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,7 +47,8 @@ class OcrOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)] | None
 TopP = Annotated[float, msgspec.Meta(gt=0, le=1)] | None
 MaxTokens = Annotated[int, msgspec.Meta(ge=1)] | None  # and at most the model's length: checked per request
-Choices = Annotated[int, msgspec.Meta(ge=1, le=1, description="only 1 is supported")] | None
+# documented as 1..1 and checked in app.serving.jobs, whose 400 says that only 1 is supported
+Choices = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1})] | None
 Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)] | None
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)] | None
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from workers.registry import DeviceInfo, SwitchResult, WorkerInfo
+from workers.registry import DEVICE_NAME, DeviceInfo, SwitchResult, WorkerInfo
 
 
 class AvailableDevice(DeviceInfo, frozen=True, kw_only=True):
@@ -28,7 +28,8 @@ class DevicesStatus(msgspec.Struct, kw_only=True):
 
 
 class SwitchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|auto|gpu:\d+)$", description="cpu, gpu:N or auto")]
+    # documented as a pattern, checked by app.serving.devices, whose 400 names the forms
+    device: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": DEVICE_NAME.pattern})]
     worker: str | None = None  # a worker id from /v1/devices/status; None = every live worker
 
 

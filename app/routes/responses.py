@@ -25,7 +25,7 @@ async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
     return await responses.create_response(ctx, data)
 
 
-FOUND_ERRORS = error_responses(401, 404)
+FOUND_ERRORS = error_responses(401, 404, 503)  # 503: the job store (Redis) cannot be reached
 
 
 @get(

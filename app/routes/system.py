@@ -64,7 +64,7 @@ async def tokenize_route(data: TokenizeRequest, ctx: AppContext) -> TokenizeResp
 
 @post("/detokenize", status_code=200, responses=TOKENIZER_ERRORS)
 async def detokenize_route(data: DetokenizeRequest, ctx: AppContext) -> DetokenizeResponse:
-    return detokenize(ctx, data)
+    return await detokenize(ctx, data)
 
 
 system_routes = [

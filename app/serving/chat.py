@@ -34,6 +34,7 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
         stop=body.stop,
         seed=body.seed,
         adjustments=body,
+        n=body.n,
     )
     return await jobs.build_request(ctx, body.messages, body.ocr, sampling)
 

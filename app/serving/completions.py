@@ -29,6 +29,7 @@ async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
         stop=body.stop,
         seed=body.seed,
         adjustments=body,
+        n=body.n,
     )
     await check_prompt_length(ctx, prompts[0], param="prompt")
     return OcrRequest(prompt=prompts[0], sampling=sampling, output_format="raw")

@@ -6,7 +6,8 @@ import msgspec
 
 from app.context import AppContext
 from app.protocol.devices import AvailableDevice, DevicesStatus, SwitchRequest, SwitchResponse
-from workers.registry import WorkerInfo
+from ocr_engine.errors import InvalidInput
+from workers.registry import DEVICE_NAME, WorkerInfo
 
 
 def _overall(workers: list[WorkerInfo]) -> str:
@@ -43,6 +44,8 @@ async def devices_status(ctx: AppContext) -> DevicesStatus:
 
 
 async def switch_device(ctx: AppContext, data: SwitchRequest) -> SwitchResponse:
+    if not DEVICE_NAME.fullmatch(data.device):
+        raise InvalidInput(f"device must be cpu, gpu:N or auto, got {data.device!r}", param="device")
     results = await ctx.dispatcher.switch_device(data.device, data.worker)
     switched = sum(result.success for result in results)
     single = results[0] if len(results) == 1 else None

@@ -19,7 +19,6 @@ from app.serving.image_limit import check_image_tokens
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
 from app.serving.prompt_limit import check_prompt_length
 from ocr_engine.modes import resolve_mode
-from ocr_engine.prompts import image_prompt
 from ocr_engine.request import DEFAULT_PAGE_SEPARATOR, OcrRequest, SamplingParams
 from ocr_engine.results import OcrResult
 from workers.events import JobCancelled, JobCompleted, JobError, JobEvent, JobFailed
@@ -47,9 +46,12 @@ def sampling_params(
     stop: Stop,
     seed: int | None,
     adjustments: ScoreAdjustments,
+    n: int | None = None,
     max_tokens_param: str = "max_tokens",
 ) -> SamplingParams:
     """Validate OpenAI sampling fields against the model and turn them into engine parameters."""
+    if n not in (None, 1):
+        raise ApiError(400, "only n=1 is supported", code="unsupported_value", param="n")
     limit = ctx.model.max_model_len
     if max_tokens is not None and not 1 <= max_tokens <= limit:
         raise ApiError(
@@ -110,9 +112,7 @@ async def build_request(
     mode = resolve_mode(ctx.model.family, options.mode or ctx.settings.mode)
     resolved = await resolve_chat(ctx, messages, options, param_of)
     page_tokens = await check_image_tokens(ctx, resolved.documents, mode=mode, dpi=dpi)
-    prompt = image_prompt(resolved.prompt) if resolved.documents else resolved.prompt
-    await check_prompt_length(ctx, prompt, image_tokens=page_tokens, param=prompt_param)
-    return OcrRequest(
+    request = OcrRequest(
         prompt=resolved.prompt,
         documents=resolved.documents,
         sampling=sampling,
@@ -121,6 +121,8 @@ async def build_request(
         dpi=dpi,
         page_separator=DEFAULT_PAGE_SEPARATOR if options.page_separator is None else options.page_separator,
     )
+    await check_prompt_length(ctx, request.sequence_prompt, image_tokens=page_tokens, param=prompt_param)
+    return request
 
 
 async def submit(

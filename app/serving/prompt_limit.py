@@ -32,8 +32,10 @@ async def check_prompt_length(ctx: AppContext, prompt: str, *, image_tokens: int
     limit = ctx.model.max_model_len
     if tokens >= limit:
         pages = f" ({image_tokens:,} of them the largest page's image tokens)" if image_tokens else ""
+        mostly_image = image_tokens * 2 > tokens
+        remedy = "use a mode with fewer image tokens or a lower dpi" if mostly_image else "send a shorter prompt"
         raise LimitExceeded(
             f"the prompt has {tokens:,} tokens{pages}; the model's length is {limit:,} tokens"
-            " (max_model_len), and the answer needs room in it; send a shorter prompt",
+            f" (max_model_len), and the answer needs room in it; {remedy}",
             param=param,
         )

@@ -30,9 +30,10 @@ async def tokenize(ctx: AppContext, body: TokenizeRequest) -> TokenizeResponse:
     return TokenizeResponse(count=len(tokens), max_model_len=ctx.model.max_model_len, tokens=tokens)
 
 
-def detokenize(ctx: AppContext, body: DetokenizeRequest) -> DetokenizeResponse:
+async def detokenize(ctx: AppContext, body: DetokenizeRequest) -> DetokenizeResponse:
+    """The ids' text, on a thread (the schema has them >= 0; the vocabulary bounds them above)."""
     check_model(ctx, body.model)
     vocab = len(ctx.model.tokenizer)
-    if bad := [t for t in body.tokens if not 0 <= t < vocab]:
+    if bad := [t for t in body.tokens if t >= vocab]:
         raise ApiError(400, f"token ids out of range 0..{vocab - 1}: {bad[:5]}", param="tokens")
-    return DetokenizeResponse(prompt=ctx.model.tokenizer.decode(body.tokens))
+    return DetokenizeResponse(prompt=await asyncio.to_thread(ctx.model.tokenizer.decode, body.tokens))

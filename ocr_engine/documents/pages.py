@@ -15,8 +15,9 @@ from ocr_engine.request import Document
 
 _RANGE = re.compile(r"^(\d+)?\s*(-)?\s*(\d+)?$", re.ASCII)  # "3", "1-3", "2-", "-4"
 _NUMBER = r"0*[1-9][0-9]*"
-_PART = rf"(?:{_NUMBER}(?:\s*-\s*(?:{_NUMBER})?)?|-\s*{_NUMBER})"
-PAGE_SELECTION_PATTERN = rf"^\s*(?:{_PART}\s*(?:,\s*{_PART}\s*)*)?$"
+_SPACE = r"[ \t\n\r\f\v]*"  # the parser's whitespace: ASCII only, as `re.ASCII` reads `\s`
+_PART = rf"(?:{_NUMBER}(?:{_SPACE}-{_SPACE}(?:{_NUMBER})?)?|-{_SPACE}{_NUMBER})"
+PAGE_SELECTION_PATTERN = rf"^{_SPACE}(?:{_PART}{_SPACE}(?:,{_SPACE}{_PART}{_SPACE})*)?$"
 """The syntax of a selection string as a JSON Schema pattern (the API's schema): what `parse_page_selection`
 accepts before it looks at the document (page counts and reversed ranges are the document's to judge)."""
 _EXAMPLE = 'use page numbers from 1, e.g. "1-3,5", "2-" or [1, 3]'

@@ -93,9 +93,8 @@ def test_an_unavailable_device_or_worker_is_a_400_naming_what_exists(server: Ser
         error = reply.json()["error"]
         assert error["param"] == "device" and "available devices: cpu" in error["message"]
 
-        malformed = http.post("/v1/devices/switch", json={"device": "tpu"})  # refused by the schema's pattern
-        assert malformed.status_code == 400 and malformed.json()["error"]["param"] == "device"
-        assert "cpu|auto|gpu" in malformed.json()["error"]["message"]
+        malformed = http.post("/v1/devices/switch", json={"device": "tpu"})
+        assert malformed.status_code == 400 and "cpu, gpu:N or auto" in malformed.json()["error"]["message"]
 
         unknown = http.post("/v1/devices/switch", json={"device": "cpu", "worker": "nobody"})
         assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "worker"

@@ -95,7 +95,7 @@ def test_unknown_ocr_option(http: httpx.Client, server: ServerHandle) -> None:
 
 
 def test_n_above_one(http: httpx.Client, server: ServerHandle) -> None:
-    error = assert_error(post_chat(http, chat(server, n=2)), 400, "<= 1")
+    error = assert_error(post_chat(http, chat(server, n=2)), 400, "n=1")
     assert error["param"] == "n"
 
 

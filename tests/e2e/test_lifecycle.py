@@ -157,7 +157,7 @@ def test_start_up_problems_are_one_clear_line(redis_url: str, tiny_checkpoint: P
     # a hub id on a machine whose hub cannot be resolved, and an empty cache: one line, not a minute of retries
     offline = {"OCRSERVE_MODEL": "deepseek-community/DeepSeek-OCR-2", "HF_ENDPOINT": "https://hub.invalid"}
     offline |= {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
-    offline |= {"HF_HOME": str(tmp_path / "hf-home")}
+    offline |= {"HF_HOME": str(tmp_path / "hf-home")} | dict.fromkeys(("HTTPS_PROXY", "https_proxy", "ALL_PROXY"), "")
     cases = {
         "no-redis": ("worker", {"OCRSERVE_REDIS_URL": dead_redis}, ["cannot reach Redis", "OCRSERVE_REDIS_URL"]),
         "no-model": (

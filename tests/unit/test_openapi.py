@@ -138,17 +138,26 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def test_bearer_auth_is_declared_only_where_keys_are_checked(tiny_checkpoint: Path) -> None:
-    with TestClient(_app(tiny_checkpoint, api_keys=("k",), admin_keys=("a",))) as client:
+@pytest.mark.parametrize(
+    ("keys", "guarded"),
+    [
+        ({"api_keys": ("k",), "admin_keys": ("a",)}, "/v1/"),
+        ({"api_keys": ("k",)}, "/v1/"),
+        ({"admin_keys": ("a",)}, "/v1/devices/"),  # /v1 stays open without API keys
+    ],
+)
+def test_bearer_auth_is_declared_only_where_keys_are_checked(tiny_checkpoint: Path, keys: dict, guarded: str) -> None:
+    with TestClient(_app(tiny_checkpoint, **keys)) as client:
         spec = client.get("/openapi.json").json()
+        anonymous = client.get("/v1/models").status_code
     assert spec["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
         "description": "an OCRSERVE_API_KEYS (or admin) key",
     }
     for method, path, operation in _operations(spec):
-        guarded = path.startswith("/v1/")
-        assert (operation.get("security") == [{"bearer": []}]) is guarded, (method, path)
+        assert (operation.get("security") == [{"bearer": []}]) is path.startswith(guarded), (method, path)
+    assert (anonymous == 401) is (guarded == "/v1/"), "the document says what the server does"
 
 
 def test_without_keys_nothing_claims_auth(spec: dict) -> None:
