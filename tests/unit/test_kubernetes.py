@@ -68,8 +68,7 @@ def _containers(resources: list[dict]) -> Iterator[tuple[dict, dict]]:
 
 
 def _settings(resources: list[dict]) -> dict[str, str]:
-    config = _one(resources, "ConfigMap", "ocrserve-settings")["data"]
-    return {**config, **_one(resources, "Secret", "ocrserve-keys")["stringData"]}
+    return _one(resources, "ConfigMap", "ocrserve-settings")["data"]
 
 
 def test_every_manifest_is_valid_for_the_pinned_kubernetes(rendered: list[dict]) -> None:
@@ -89,7 +88,7 @@ def test_settings_are_real_and_their_defaults_true(rendered: list[dict]) -> None
     for name, value in _settings(rendered).items():
         assert name in SETTINGS, f"{name} is not a setting"
         field = name.removeprefix(ENV_PREFIX).lower()
-        if name in OVERRIDES or field in ("api_keys", "admin_keys"):
+        if name in OVERRIDES:
             continue
         assert value == str(getattr(defaults, field)), f"{name}={value} but the default is {getattr(defaults, field)}"
     for _, container in _containers(rendered):
@@ -100,15 +99,33 @@ def test_settings_are_real_and_their_defaults_true(rendered: list[dict]) -> None
         assert set(VARIABLE.findall(path.read_text(encoding="utf-8"))) <= SETTINGS, path
 
 
-def test_keys_live_in_the_secret(rendered: list[dict]) -> None:
-    config = _one(rendered, "ConfigMap", "ocrserve-settings")["data"]
-    keys = _one(rendered, "Secret", "ocrserve-keys")["stringData"]
-    assert {"OCRSERVE_API_KEYS", "OCRSERVE_ADMIN_KEYS"} <= set(keys)
-    assert not {"OCRSERVE_API_KEYS", "OCRSERVE_ADMIN_KEYS"} & set(config)
-    for resource, container in _containers(rendered):
-        if resource["metadata"]["name"] != "ocrserve-redis":
-            sources = [next(iter(source.values()))["name"] for source in container["envFrom"]]
-            assert sources == ["ocrserve-settings", "ocrserve-keys"], resource["metadata"]["name"]
+def test_no_key_is_shipped_and_only_the_api_reads_them(rendered: list[dict]) -> None:
+    """The keys come from a Secret the operator creates: none in the manifests (no well-known defaults), and
+    the workers, which serve no HTTP, do not get them."""
+    assert not [r for r in rendered if r["kind"] == "Secret"]
+    assert not {"OCRSERVE_API_KEYS", "OCRSERVE_ADMIN_KEYS"} & set(_settings(rendered))
+    sources = {
+        resource["metadata"]["name"]: [next(iter(source.values()))["name"] for source in container.get("envFrom", [])]
+        for resource, container in _containers(rendered)
+    }
+    assert sources == {
+        "ocrserve-api": ["ocrserve-settings", "ocrserve-keys"],
+        "ocrserve-worker": ["ocrserve-settings"],
+        "ocrserve-redis": [],
+    }
+
+
+def test_only_the_api_and_the_workers_reach_redis(rendered: list[dict]) -> None:
+    policy = _one(rendered, "NetworkPolicy", "ocrserve-redis")["spec"]
+    redis = _one(rendered, "StatefulSet", "ocrserve-redis")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"] == redis and policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    allowed = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    pods = [
+        _one(rendered, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        for name in ("ocrserve-api", "ocrserve-worker")
+    ]
+    assert allowed == pods and rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
 
 
 def test_api_port_probes_and_replicas(rendered: list[dict]) -> None:
