@@ -118,6 +118,21 @@ def use_msgspec_schemas(app: Litestar) -> None:
     openapi.components.schemas = {**openapi.components.schemas, **components}
 
 
+MODEL_REQUESTS = ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest")
+OPTIONAL_MODEL_REQUESTS = ("TokenizeRequest", "DetokenizeRequest")
+
+
+def name_the_served_model(app: Litestar, names: tuple[str, ...]) -> None:
+    """`model` in the requests as what it is on this server: one of its names (any other is a 404
+    `model_not_found`), so clients and fuzzers built from the document send requests that get to work."""
+    schemas = app.openapi_schema.components.schemas
+    served = {"type": "string", "enum": list(dict.fromkeys(names))}
+    for request in MODEL_REQUESTS:
+        schemas[request]["properties"]["model"] = served
+    for request in OPTIONAL_MODEL_REQUESTS:
+        schemas[request]["properties"]["model"] = {"anyOf": [served, {"type": "null"}], "default": None}
+
+
 BEARER = "bearer"
 
 

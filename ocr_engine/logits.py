@@ -40,6 +40,8 @@ def _adjust_row(score: torch.Tensor, row: Row, eos_token_id: int | None) -> None
         seen = score[ids]
         penalty = params.repetition_penalty
         score[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+        # a penalty near 0 (or a huge one) overflows: keep the scores finite, or sampling would see NaNs
+        score.nan_to_num_(nan=-torch.inf, posinf=torch.finfo(score.dtype).max, neginf=-torch.inf)
     if counts and (params.frequency_penalty or params.presence_penalty):
         ids = _ids(list(counts), device)
         occurrences = torch.tensor(list(counts.values()), dtype=score.dtype, device=device)

@@ -49,6 +49,7 @@ def fuzzed_server(
         yield handle
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S + 300)  # the run, and the servers' start beside it
 def test_schemathesis_finds_no_failure(fuzzed_server: ServerHandle, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
     run = subprocess.run(

@@ -53,6 +53,14 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_scores_of_p
     assert adjusted(params, [4.0, 4.0, -4.0, 4.0], prompt=(1,), output=(2,)) == [4.0, 2.0, -8.0, 4.0]
 
 
+@pytest.mark.parametrize("penalty", [5e-324, 1e-300, 1e300])
+def test_an_extreme_repetition_penalty_leaves_scores_samplable(penalty: float) -> None:
+    """A penalty the schema allows (any > 0) must not overflow the scores into what softmax makes NaN."""
+    scores = adjusted(SamplingParams(repetition_penalty=penalty, temperature=2.0), [4.0, 3.0, -1.0], output=(0, 2))
+    probabilities = torch.softmax(torch.tensor(scores) / 2.0, dim=-1)
+    assert torch.isfinite(probabilities).all() and abs(float(probabilities.sum()) - 1.0) < 1e-6
+
+
 def test_logit_bias_adds_to_its_tokens() -> None:
     assert adjusted(SamplingParams(logit_bias={1: -100.0, 2: 5.0}), [0.0, 1.0, 1.0]) == [0.0, -99.0, 6.0]
 

@@ -13,7 +13,7 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from app.asgi import create_app
-from app.openapi import documented_structs
+from app.openapi import MODEL_REQUESTS, OPTIONAL_MODEL_REQUESTS, documented_structs
 from app.protocol.chat import ChatCompletionRequest
 from app.settings import Settings
 from workers.dispatch import Dispatcher
@@ -121,7 +121,10 @@ def test_body_schemas_are_msgspecs_own_with_their_constraints(app: Litestar, spe
     structs = documented_structs(app)
     _, expected = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
     for name, schema in expected.items():
-        assert components[name] == _without_nulls(schema), name  # Litestar's writer leaves out null values
+        schema = _without_nulls(schema)  # Litestar's writer leaves out null values
+        if name in MODEL_REQUESTS + OPTIONAL_MODEL_REQUESTS:  # named as served (test_the_served_model_is_named)
+            schema["properties"]["model"] = components[name]["properties"]["model"]
+        assert components[name] == schema, name
     chat = components[ChatCompletionRequest.__name__]["properties"]
     assert {"type": "number", "minimum": 0, "maximum": 2} in chat["temperature"]["anyOf"]
     assert {"type": "number", "exclusiveMinimum": 0, "maximum": 1} in chat["top_p"]["anyOf"]
@@ -163,3 +166,12 @@ def test_bearer_auth_is_declared_only_where_keys_are_checked(tiny_checkpoint: Pa
 def test_without_keys_nothing_claims_auth(spec: dict) -> None:
     assert "securitySchemes" not in spec["components"]
     assert not [path for _, path, operation in _operations(spec) if "security" in operation]
+
+
+def test_the_served_model_is_named(spec: dict, tiny_checkpoint: Path) -> None:
+    """Requests document `model` as this server's names (the served name, else the checkpoint)."""
+    served = {"type": "string", "enum": [str(tiny_checkpoint)]}
+    for name in MODEL_REQUESTS:
+        assert spec["components"]["schemas"][name]["properties"]["model"] == served, name
+    for name in OPTIONAL_MODEL_REQUESTS:
+        assert spec["components"]["schemas"][name]["properties"]["model"]["anyOf"] == [served, {"type": "null"}]
