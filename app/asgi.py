@@ -21,7 +21,13 @@ from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
 from app.logging_setup import request_ids
 from app.metrics import Metrics, count_requests
-from app.openapi import declare_bearer_auth, name_the_served_model, openapi_config, use_msgspec_schemas
+from app.openapi import (
+    declare_bearer_auth,
+    link_stored_responses,
+    name_the_served_model,
+    openapi_config,
+    use_msgspec_schemas,
+)
 from app.request import ApiRequest
 from app.routes.devices import devices_router
 from app.routes.openai import openai_router
@@ -141,5 +147,6 @@ def create_app(
     )
     use_msgspec_schemas(app)
     name_the_served_model(app, (settings.model_name, settings.model))
+    link_stored_responses(app)
     declare_bearer_auth(app, api_keys=bool(settings.api_keys), admin_keys=bool(settings.admin_keys))
     return app

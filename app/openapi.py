@@ -20,6 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import (
+    Link,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -131,6 +132,20 @@ def name_the_served_model(app: Litestar, names: tuple[str, ...]) -> None:
         schemas[request]["properties"]["model"] = served
     for request in OPTIONAL_MODEL_REQUESTS:
         schemas[request]["properties"]["model"] = {"anyOf": [served, {"type": "null"}], "default": None}
+
+
+def link_stored_responses(app: Litestar) -> None:
+    """A created response's `id` leads to its retrieve, cancel and delete (OpenAPI links): generated clients and
+    stateful fuzzers follow them with real ids instead of guessing."""
+    paths = app.openapi_schema.paths or {}
+    created = paths["/v1/responses"].post.responses["200"]
+    stored, cancel = paths["/v1/responses/{response_id}"], paths["/v1/responses/{response_id}/cancel"]
+    by_id = {"response_id": "$response.body#/id"}
+    created.links = {
+        "retrieve": Link(operation_id=stored.get.operation_id, parameters=by_id),
+        "cancel": Link(operation_id=cancel.post.operation_id, parameters=by_id),
+        "delete": Link(operation_id=stored.delete.operation_id, parameters=by_id),
+    }
 
 
 BEARER = "bearer"

@@ -175,3 +175,12 @@ def test_the_served_model_is_named(spec: dict, tiny_checkpoint: Path) -> None:
         assert spec["components"]["schemas"][name]["properties"]["model"] == served, name
     for name in OPTIONAL_MODEL_REQUESTS:
         assert spec["components"]["schemas"][name]["properties"]["model"]["anyOf"] == [served, {"type": "null"}]
+
+
+def test_a_created_response_links_to_what_can_be_done_with_it(spec: dict) -> None:
+    links = spec["paths"]["/v1/responses"]["post"]["responses"]["200"]["links"]
+    stored = spec["paths"]["/v1/responses/{response_id}"]
+    cancel = spec["paths"]["/v1/responses/{response_id}/cancel"]["post"]
+    targets = {stored["get"]["operationId"], stored["delete"]["operationId"], cancel["operationId"]}
+    assert {link["operationId"] for link in links.values()} == targets
+    assert all(link["parameters"] == {"response_id": "$response.body#/id"} for link in links.values())
