@@ -33,6 +33,7 @@ from ocr_engine.models.base import PreparedSequence
 from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.request import SamplingParams
+from ocr_engine.results import TokenLogprob
 from ocr_engine.rows import Row, RowEnd
 from ocr_engine.scheduler import SchedulerLimits
 
@@ -50,8 +51,8 @@ class Timed:
     def admitted(self, row: Row) -> None:
         pass
 
-    def tokens(self, row: Row, token_ids: list[int]) -> None:
-        self.stamps.extend([time.perf_counter()] * len(token_ids))
+    def tokens(self, row: Row, tokens: list[TokenLogprob]) -> None:
+        self.stamps.extend([time.perf_counter()] * len(tokens))
         self.first.set()
 
     def finished(self, row: Row, reason: RowEnd) -> None:

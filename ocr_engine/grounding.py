@@ -63,20 +63,44 @@ def _parse_boxes(det: str) -> list[Box]:
     return boxes
 
 
+def _block_matches(raw: str) -> list[re.Match[str]]:
+    """Each `<|ref|>` block of `raw` matched against `_BLOCK_RE` in place (its spans are offsets in `raw`)."""
+    matches = []
+    start = raw.find(REF_OPEN)
+    while start >= 0:
+        begin = start + len(REF_OPEN)
+        start = raw.find(REF_OPEN, begin)
+        match = _BLOCK_RE.match(raw, begin, start if start >= 0 else len(raw))
+        assert match is not None  # every part of the pattern may match empty
+        matches.append(match)
+    return matches
+
+
 def parse_grounding(raw: str) -> list[GroundedBlock]:
     """One block per `<|ref|>`, in order; text before the first `<|ref|>` is in no block. Never raises."""
-    blocks = []
-    for segment in raw.split(REF_OPEN)[1:]:
-        match = _BLOCK_RE.match(segment)
-        assert match is not None  # every part of the pattern may match empty
-        blocks.append(
-            GroundedBlock(
-                label=clean_markdown(match["label"]),
-                boxes=_parse_boxes(match["det"] or ""),
-                text=clean_markdown(match["text"]),
-            )
+    return [
+        GroundedBlock(
+            label=clean_markdown(match["label"]),
+            boxes=_parse_boxes(match["det"] or ""),
+            text=clean_markdown(match["text"]),
         )
-    return blocks
+        for match in _block_matches(raw)
+    ]
+
+
+Span = tuple[int, int]
+
+
+def block_text_spans(raw: str) -> list[Span]:
+    """Where the text of each block of `parse_grounding(raw)` lies in `raw` (start, end), block by block."""
+    return [match.span("text") for match in _block_matches(raw)]
+
+
+def text_spans(raw: str) -> list[Span]:
+    """The parts of `raw` that are text rather than grounding (tags, labels, boxes): what precedes the first
+    `<|ref|>`, then each block's text."""
+    first = raw.find(REF_OPEN)
+    return [(0, len(raw) if first < 0 else first), *block_text_spans(raw)]
 
 
 def to_pixels(box: tuple[int, int, int, int], width: int, height: int) -> Box:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
-from ocr_engine.grounding import Box, clean_markdown, parse_grounding, to_pixels
+from ocr_engine.confidence import TokenTrace
+from ocr_engine.grounding import Box, block_text_spans, clean_markdown, parse_grounding, text_spans, to_pixels
+from ocr_engine.results import Confidence
 
 PageSize = tuple[int, int]
 
@@ -20,6 +22,7 @@ class LayoutBlock(msgspec.Struct):
     label: str
     box: Box  # page pixels
     text: str
+    confidence: Confidence | None = None  # over the block's text (None: it has none, or no tokens were traced)
 
 
 class LayoutPage(msgspec.Struct):
@@ -30,34 +33,49 @@ class LayoutPage(msgspec.Struct):
     height: int | None
     blocks: list[LayoutBlock]
     text: str
+    confidence: Confidence | None = None  # over the page's text
 
 
-def layout_blocks(raw: str, size: PageSize | None) -> list[LayoutBlock]:
-    """The blocks of a raw page, boxes in pixels; none without a page image (nothing to place them on)."""
+def layout_blocks(raw: str, size: PageSize | None, trace: TokenTrace | None = None) -> list[LayoutBlock]:
+    """The blocks of a raw page, boxes in pixels, each with its confidence when `trace` has the page's tokens;
+    none without a page image (nothing to place them on)."""
     if size is None:
         return []
+    spans = block_text_spans(raw)
     return [
-        LayoutBlock(label=block.label, box=to_pixels(box, *size), text=block.text)
-        for block in parse_grounding(raw)
+        LayoutBlock(
+            label=block.label,
+            box=to_pixels(box, *size),
+            text=block.text,
+            confidence=trace.confidence([span]) if trace else None,
+        )
+        for block, span in zip(parse_grounding(raw), spans, strict=True)
         for box in block.boxes
     ]
 
 
-def render_page(number: int, raw: str, size: PageSize | None) -> str:
+def render_page(number: int, raw: str, size: PageSize | None, trace: TokenTrace | None = None) -> str:
     """The JSON line (with its newline) of page `number` (1-based)."""
     width, height = size or (None, None)
     page = LayoutPage(
-        page=number, width=width, height=height, blocks=layout_blocks(raw, size), text=clean_markdown(raw)
+        page=number,
+        width=width,
+        height=height,
+        blocks=layout_blocks(raw, size, trace),
+        text=clean_markdown(raw),
+        confidence=trace.confidence(text_spans(raw)) if trace else None,
     )
     return msgspec.json.encode(page).decode() + "\n"
 
 
 class LayoutFormatter:
-    """The pipeline's per-page formatter for `layout`: emits nothing while the page runs, its line at the end."""
+    """The pipeline's per-page formatter for `layout`: emits nothing while the page runs, its line at the end
+    (with the confidences `trace` gives once the page's tokens are all in)."""
 
-    def __init__(self, number: int, size: PageSize | None) -> None:
+    def __init__(self, number: int, size: PageSize | None, trace: TokenTrace | None = None) -> None:
         self.number = number
         self.size = size
+        self.trace = trace
         self._raw: list[str] = []
 
     def feed(self, raw: str) -> str:
@@ -65,4 +83,4 @@ class LayoutFormatter:
         return ""
 
     def finish(self) -> str:
-        return render_page(self.number, "".join(self._raw), self.size)
+        return render_page(self.number, "".join(self._raw), self.size, self.trace)

@@ -3,8 +3,8 @@ the end-of-sequence token out, `logit_bias` adds to chosen tokens, the repetitio
 form) discounts tokens of the prompt and the output, and the frequency and presence penalties (OpenAI's) subtract
 per occurrence in the output and once per token that occurred.
 
-A row that sets none of them is not touched, so the usual request pays nothing; a row that does pays a few small
-indexed updates of its own scores per step.
+A batch where no row sets any of them is not touched, so the usual request pays nothing; a batch where one does
+pays a copy of its scores and a few small indexed updates per adjusting row per step.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from ocr_engine.rows import Row
 
 
 def adjust_scores(scores: torch.Tensor, rows: Sequence[Row], eos_token_id: int | None) -> torch.Tensor:
-    """`scores` (B, V), one row per entry of `rows`, adjusted in place for the rows that ask for it."""
-    for index, row in enumerate(rows):
-        if row.params.adjusts_scores:
-            _adjust_row(scores[index], row, eos_token_id)
+    """`scores` (B, V), one row per entry of `rows`, adjusted for the rows that ask for it: a copy when one
+    does, so `scores` stay what the model said (the tokens' log probabilities are taken from them)."""
+    adjusting = [index for index, row in enumerate(rows) if row.params.adjusts_scores]
+    if adjusting:
+        scores = scores.clone()
+    for index in adjusting:
+        _adjust_row(scores[index], rows[index], eos_token_id)
     return scores
 
 

@@ -16,17 +16,18 @@ from typing import NamedTuple, Protocol
 
 from PIL import Image
 
+from ocr_engine.confidence import TokenTrace
 from ocr_engine.detokenize import IncrementalDetokenizer
 from ocr_engine.documents import DocumentLimits, iter_document_pages
 from ocr_engine.engine import OcrEngine
 from ocr_engine.errors import JobCancelled
-from ocr_engine.grounding import MarkdownStreamCleaner
+from ocr_engine.grounding import MarkdownStreamCleaner, text_spans
 from ocr_engine.layout import LayoutFormatter, PageSize
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.modes import resolve_mode
 from ocr_engine.prefetch import BatchPrefetcher
 from ocr_engine.request import OcrRequest
-from ocr_engine.results import OcrResult, PageResult, Usage
+from ocr_engine.results import OcrResult, PageResult, TokenLogprob, Usage
 from ocr_engine.rows import BACKGROUND, INTERACTIVE, Row, RowEnd
 from ocr_engine.sampling import make_generator
 from ocr_engine.stopping import StopMatcher
@@ -38,8 +39,10 @@ FLUSH_S = 0.05  # text deltas are sent at most this often per job (one Redis wri
 class OcrListener:
     """Receives progress of a job; override what you need. `cancelled` is polled between decode steps."""
 
-    def on_delta(self, page: int, text: str) -> None:
-        """Text for `page`, in document order (the page separator is sent as part of the next page)."""
+    def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
+        """Text for `page`, in document order (the page separator is sent as part of the next page), and the
+        tokens counted since the last delta with their log probabilities when the request asks for them (a
+        delta may carry tokens and no text: text held back, or a layout page, written whole at its end)."""
 
     def on_page(self, page: PageResult, pages_total: int) -> None:
         """A page is finished."""
@@ -66,9 +69,9 @@ class _Verbatim:
         return ""
 
 
-def _formatter(request: OcrRequest, index: int, size: PageSize | None) -> _Formatter:
+def _formatter(request: OcrRequest, index: int, size: PageSize | None, trace: TokenTrace) -> _Formatter:
     if request.output_format == "layout":
-        return LayoutFormatter(index + 1, size)
+        return LayoutFormatter(index + 1, size, trace)
     return MarkdownStreamCleaner() if request.output_format == "markdown" else _Verbatim()
 
 
@@ -78,22 +81,30 @@ def _page_separator(request: OcrRequest) -> str:
 
 
 class _PageText:
-    """raw token ids → text → stop sequences → the output format, for one page."""
+    """raw token ids → text → stop sequences → the output format, for one page; `trace` records where each
+    token's text went (for the page's confidence)."""
 
-    def __init__(self, engine: OcrEngine, request: OcrRequest, formatter: _Formatter) -> None:
+    def __init__(self, engine: OcrEngine, request: OcrRequest, formatter: _Formatter, trace: TokenTrace) -> None:
         adapter = engine.adapter
         skip = {adapter.eos_token_id, adapter.pad_token_id, adapter.tokenizer.bos_token_id}
         self.detokenizer = IncrementalDetokenizer(adapter.tokenizer, skip_token_ids=skip - {None})
         self.stop = StopMatcher(request.sampling.stop)
         self.formatter = formatter
+        self.trace = trace
         self.raw: list[str] = []
         self.text: list[str] = []
 
-    def push(self, token: int) -> str:
-        return self._format(self.stop.feed(self.detokenizer.push(token)))
+    def push(self, token: TokenLogprob) -> str:
+        piece = self.detokenizer.push(token.token_id)
+        self.trace.add(token.logprob, piece)
+        return self._format(self.stop.feed(piece))
 
     def finish(self) -> str:
-        tail = "" if self.stop.stopped else self.stop.feed(self.detokenizer.flush()) + self.stop.finish()
+        tail = ""
+        if not self.stop.stopped:
+            held = self.detokenizer.flush()
+            self.trace.extend_last(held)
+            tail = self.stop.feed(held) + self.stop.finish()
         text = self._format(tail)
         rest = self.formatter.finish()
         self.text.append(rest)
@@ -115,14 +126,14 @@ class _InOrder:
         self.separator = separator
         self.pages_total = pages_total
         self.current = 0
-        self.pending: dict[int, list[str]] = {}
+        self.pending: dict[int, _Pending] = {}
         self.finished: dict[int, PageResult] = {}
 
-    def delta(self, page: int, text: str) -> None:
+    def delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         if page == self.current:
-            self.listener.on_delta(page, text)
+            self.listener.on_delta(page, text, logprobs)
         else:
-            self.pending.setdefault(page, []).append(text)
+            self.pending.setdefault(page, _Pending()).add(text, logprobs)
 
     def page_done(self, page: PageResult) -> None:
         self.finished[page.index] = page
@@ -131,8 +142,10 @@ class _InOrder:
             if self.current + 1 >= self.pages_total:
                 return
             self.current += 1
-            if text := self.separator + "".join(self.pending.pop(self.current, [])):  # never an empty delta
-                self.listener.on_delta(self.current, text)
+            held = self.pending.pop(self.current, _Pending())
+            text = self.separator + "".join(held.text)
+            if text or held.logprobs:  # never an empty delta
+                self.listener.on_delta(self.current, text, held.logprobs)
 
 
 class _Page(NamedTuple):
@@ -168,8 +181,8 @@ class _PageSink:
     def admitted(self, row: Row) -> None:
         self._admitted()
 
-    def tokens(self, row: Row, token_ids: list[int]) -> None:
-        self.inbox.put((_TOKENS, self.index, (row, token_ids)))
+    def tokens(self, row: Row, tokens: list[TokenLogprob]) -> None:
+        self.inbox.put((_TOKENS, self.index, (row, tokens)))
 
     def finished(self, row: Row, reason: RowEnd) -> None:
         self._admitted()
@@ -239,12 +252,26 @@ class _Submitter:
             row.cancel()
 
 
+class _Pending:
+    """A page's text and tokens not sent yet."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
+
+    def add(self, text: str, logprobs: list[TokenLogprob]) -> None:
+        self.text.append(text)
+        self.logprobs.extend(logprobs)
+
+
 class _OpenPage:
     def __init__(self, engine: OcrEngine, request: OcrRequest, index: int, page: _Page) -> None:
-        self.text = _PageText(engine, request, _formatter(request, index, page.size))
+        trace = TokenTrace()
+        self.text = _PageText(engine, request, _formatter(request, index, page.size, trace), trace)
         self.size = page.size
         self.prompt_tokens = len(page.sequence.input_ids)
         self.completion_tokens = 0
+        self.logprobs: list[TokenLogprob] | None = None if request.sampling.logprobs is None else []
 
 
 def run_ocr(
@@ -267,7 +294,7 @@ def run_ocr(
     pages: dict[int, _OpenPage] = {}
     total: int | None = None
     next_check = next_flush = 0.0
-    deltas: dict[int, list[str]] = {}  # text not sent yet, per page: sent every FLUSH_S, so coalesced
+    deltas: dict[int, _Pending] = {}  # text and tokens not sent yet, per page: sent every FLUSH_S, so coalesced
     submitter.thread.start()
     try:
         while total is None or len(results) < total:
@@ -286,7 +313,7 @@ def run_ocr(
                 if kind == _PAGE:
                     pages[index] = _OpenPage(engine, request, index, value)
                 elif kind == _TOKENS:
-                    _take_tokens(pages[index], *value, deltas.setdefault(index, []))
+                    _take_tokens(pages[index], *value, deltas.setdefault(index, _Pending()))
                 elif kind == _FINISHED:
                     _flush(ordered, index, deltas)
                     results.append(_finish_page(ordered, index, pages.pop(index), value))
@@ -312,36 +339,42 @@ def run_ocr(
     )
 
 
-def _take_tokens(page: _OpenPage, row: Row, token_ids: list[int], deltas: list[str]) -> None:
+def _take_tokens(page: _OpenPage, row: Row, tokens: list[TokenLogprob], pending: _Pending) -> None:
     """Tokens up to a stop string count and show; the row is asked to stop there (it may run a step or two
     further before the scheduler sees that: those tokens are dropped)."""
-    for token in token_ids:
+    for token in tokens:
         if page.text.stop.stopped:
             return
         page.completion_tokens += 1
-        if delta := page.text.push(token):
-            deltas.append(delta)
+        pending.text.append(page.text.push(token))
+        if page.logprobs is not None:
+            page.logprobs.append(token)
+            pending.logprobs.append(token)
         if page.text.stop.stopped:
             row.stop()
 
 
-def _flush(ordered: _InOrder, index: int, deltas: dict[int, list[str]]) -> None:
-    if text := "".join(deltas.pop(index, [])):
-        ordered.delta(index, text)
+def _flush(ordered: _InOrder, index: int, deltas: dict[int, _Pending]) -> None:
+    pending = deltas.pop(index, None)
+    if pending is not None and ((text := "".join(pending.text)) or pending.logprobs):
+        ordered.delta(index, text, pending.logprobs)
 
 
 def _finish_page(ordered: _InOrder, index: int, page: _OpenPage, end: RowEnd) -> PageResult:
     if tail := page.text.finish():
-        ordered.delta(index, tail)
+        ordered.delta(index, tail, [])
+    raw_text = "".join(page.text.raw)
     width, height = page.size or (None, None)
     result = PageResult(
         index=index,
         text="".join(page.text.text),
-        raw_text="".join(page.text.raw),
+        raw_text=raw_text,
         width=width,
         height=height,
         finish_reason="stop" if end == "stop" or page.text.stop.stopped else "length",
         usage=Usage(prompt_tokens=page.prompt_tokens, completion_tokens=page.completion_tokens),
+        confidence=page.text.trace.confidence(text_spans(raw_text)),
+        logprobs=page.logprobs,
     )
     ordered.page_done(result)
     return result

@@ -21,6 +21,7 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     `presence_penalty` subtract from the scores of tokens the page has generated (per occurrence, or once),
     `repetition_penalty` divides positive and multiplies negative scores of tokens in its prompt or output,
     `logit_bias` adds to a token's score, and `min_tokens` / `ignore_eos` keep the end-of-sequence token out.
+    `logprobs` asks for the tokens' log probabilities in the results (their confidence is always worked out).
     """
 
     max_tokens: int | None = None
@@ -34,6 +35,7 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
     min_tokens: int = 0
     ignore_eos: bool = False
+    logprobs: int | None = None  # report each token's log probability and this many alternatives (None: none)
 
     @property
     def adjusts_scores(self) -> bool:

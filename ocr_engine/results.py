@@ -24,8 +24,27 @@ class Usage(msgspec.Struct, kw_only=True):
         self.completion_tokens += other.completion_tokens
 
 
+class TokenLogprob(msgspec.Struct, frozen=True, array_like=True):
+    """A generated token and its log probability under the model (log-softmax of its raw logits, before
+    penalties, biases and the repetition guard); `top` holds the most likely alternatives, when asked for."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+class Confidence(msgspec.Struct, frozen=True, kw_only=True):
+    """How sure the model was of the text it wrote: the mean and the minimum probability over the tokens of the
+    text (grounding tags, labels and boxes excluded), and how many tokens that is."""
+
+    mean: float
+    min: float
+    tokens: int
+
+
 class PageResult(msgspec.Struct, kw_only=True):
-    """One page (or the single text-only answer): the formatted text, the raw model text and why it stopped.
+    """One page (or the single text-only answer): the formatted text, the raw model text, why it stopped and how
+    confident the model was.
 
     `width` x `height` is the page image the model was given, before its own resizing: what grounding boxes
     (0..999 bins) scale to. None for a text-only answer.
@@ -38,6 +57,8 @@ class PageResult(msgspec.Struct, kw_only=True):
     usage: Usage
     width: int | None = None
     height: int | None = None
+    confidence: Confidence | None = None  # None: the page wrote no text
+    logprobs: list[TokenLogprob] | None = None  # only when the request asks for them
 
 
 class OcrResult(msgspec.Struct, kw_only=True):

@@ -17,6 +17,7 @@ import torch
 
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.request import SamplingParams
+from ocr_engine.results import TokenLogprob
 
 RowEnd = Literal["stop", "length", "cancelled"]
 INTERACTIVE, BACKGROUND = 0, 1
@@ -29,8 +30,8 @@ class RowSink(Protocol):
     def admitted(self, row: Row) -> None:
         """The row's prefill started: its page's pixels are no longer needed."""
 
-    def tokens(self, row: Row, token_ids: list[int]) -> None:
-        """Tokens the row generated (EOS is never one of them)."""
+    def tokens(self, row: Row, tokens: list[TokenLogprob]) -> None:
+        """Tokens the row generated, with their log probabilities (EOS is never one of them)."""
 
     def finished(self, row: Row, reason: RowEnd) -> None:
         """The row left the batch; nothing more comes for it."""

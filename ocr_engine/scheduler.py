@@ -30,8 +30,10 @@ from ocr_engine.errors import LimitExceeded, ModelUnavailable
 from ocr_engine.logits import adjust_scores
 from ocr_engine.models.base import ModelAdapter, PreparedSequence
 from ocr_engine.repetition import NoRepeatNGramGuard
+from ocr_engine.results import TokenLogprob
 from ocr_engine.rows import BACKGROUND, INTERACTIVE, Row, RowEnd
 from ocr_engine.sampling import sample_rows
+from ocr_engine.token_logprobs import token_logprobs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -262,7 +264,7 @@ class Scheduler:
             scores = adjust_scores(self.guard(history, logits), rows, self.adapter.eos_token_id)
             picked = sample_rows(scores, [row.params for row in rows], [row.generator for row in rows])
             self._history[: len(rows)] = torch.cat([history[:, 1:], picked[:, None]], dim=1)
-            chosen = picked.tolist()
+            chosen = token_logprobs(logits, picked, rows)
         except Exception as exc:
             log.exception("a decode step failed; its %d rows fail", len(rows))
             self._fail_batch(exc)  # the row part-way through its prompt too: its slot follows theirs
@@ -276,15 +278,16 @@ class Scheduler:
         for row, end in done:
             self._finish(row, end)
 
-    def _take(self, row: Row, token: int) -> RowEnd | None:
+    def _take(self, row: Row, sampled: TokenLogprob) -> RowEnd | None:
         """A freshly sampled token of a row; why the row ends with it, if it does."""
+        token = sampled.token_id
         if token == self.adapter.eos_token_id:
             return "stop"
         row.generated += 1
         row.last_token = token
         if row.params.adjusts_scores:
             row.output_counts[token] += 1
-        row.sink.tokens(row, [token])
+        row.sink.tokens(row, [sampled])
         return "length" if row.generated >= row.budget else None
 
     def _finish(self, row: Row, end: RowEnd) -> None:
@@ -322,7 +325,8 @@ class Scheduler:
                 first = None
                 if end == row.prompt_tokens:
                     scores = adjust_scores(logits[None], [row], self.adapter.eos_token_id)
-                    first = sample_rows(scores, [row.params], [row.generator])
+                    picked = sample_rows(scores, [row.params], [row.generator])
+                    first = token_logprobs(logits[None], picked, [row])[0]
             except Exception as exc:
                 log.exception("prefill of a page failed")
                 self._prefilling.pop(0)
@@ -335,7 +339,8 @@ class Scheduler:
                 continue
             self._prefilling.pop(0)
             row.embeds = None
-            ending = self._take(row, int(first))
+            assert first is not None
+            ending = self._take(row, first)
             if ending is None:
                 self._history[row.slot] = NO_TOKEN  # the guard's window: this row's first token, nothing else's
                 self._history[row.slot, -1] = row.last_token

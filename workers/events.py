@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ocr_engine.results import FinishReason, OcrResult
+from ocr_engine.results import FinishReason, OcrResult, TokenLogprob
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,9 +37,13 @@ class JobRequeued(JobEvent, tag="requeued"):
     reason: str
 
 
-class TextDelta(JobEvent, tag="delta"):
+class TextDelta(JobEvent, tag="delta", omit_defaults=True):
+    """`logprobs` are the tokens counted since the last delta, when the request asks for them (a delta may then
+    carry tokens and no text)."""
+
     page: int
     text: str
+    logprobs: list[TokenLogprob] = []
 
 
 class PageFinished(JobEvent, tag="page"):

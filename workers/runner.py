@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest
-from ocr_engine.results import OcrResult, PageResult
+from ocr_engine.results import OcrResult, PageResult, TokenLogprob
 from workers.events import (
     JobCancelled as JobCancelledEvent,
 )
@@ -38,8 +38,8 @@ class _EventListener(OcrListener):
         self.is_cancelled = cancelled
         self.pages_done = 0
 
-    def on_delta(self, page: int, text: str) -> None:
-        self.emit(TextDelta(page=page, text=text))
+    def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
+        self.emit(TextDelta(page=page, text=text, logprobs=logprobs))
 
     def on_page(self, page: PageResult, pages_total: int) -> None:
         self.pages_done += 1

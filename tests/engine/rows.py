@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ocr_engine.engine import OcrEngine
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.request import SamplingParams
+from ocr_engine.results import TokenLogprob
 from ocr_engine.rows import Row, RowEnd
 
 WAIT_S = 120.0
@@ -35,6 +36,7 @@ class Collect:
     def __init__(self, name: str = "", log: EventLog | None = None, stop_after: int | None = None) -> None:
         self.name, self.log, self.stop_after = name, log, stop_after
         self.ids: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
         self.end: RowEnd | None = None
         self.error: BaseException | None = None
         self.changed = threading.Condition()
@@ -46,9 +48,10 @@ class Collect:
     def admitted(self, row: Row) -> None:
         self._note("admitted")
 
-    def tokens(self, row: Row, token_ids: list[int]) -> None:
+    def tokens(self, row: Row, tokens: list[TokenLogprob]) -> None:
         with self.changed:
-            self.ids += token_ids
+            self.ids += [token.token_id for token in tokens]
+            self.logprobs += tokens
             if self.stop_after is not None and len(self.ids) >= self.stop_after:
                 row.stop()
             self.changed.notify_all()

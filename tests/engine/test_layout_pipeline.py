@@ -13,6 +13,7 @@ from ocr_engine.engine import OcrEngine
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest, SamplingParams
+from ocr_engine.results import TokenLogprob
 
 LIMITS = DocumentLimits()
 PAGE_POINTS = [(300, 400), (200, 260)]  # two sizes, so a page cannot be given the other's size
@@ -23,7 +24,7 @@ class Deltas(OcrListener):
     def __init__(self) -> None:
         self.deltas: list[tuple[int, str]] = []
 
-    def on_delta(self, page: int, text: str) -> None:
+    def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         self.deltas.append((page, text))
 
 

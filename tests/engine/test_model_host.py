@@ -12,6 +12,7 @@ from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.errors import InvalidInput
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest, SamplingParams
+from ocr_engine.results import TokenLogprob
 from workers.engine_options import EngineOptions
 from workers.model_host import ModelHost
 from workers.reporter import WorkerReporter
@@ -38,7 +39,7 @@ class DtypeOfEachToken(OcrListener):
         self.on_first_token = on_first_token
         self.dtypes: dict[int, set[torch.dtype]] = {}
 
-    def on_delta(self, page: int, text: str) -> None:
+    def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         first = not self.dtypes
         self.dtypes.setdefault(page, set()).add(self.host.engine.adapter.dtype)
         if first:  # after reading the dtype: the move cannot have happened before it was asked for

@@ -10,7 +10,7 @@ from ocr_engine.engine import OcrEngine
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest, SamplingParams
-from ocr_engine.results import PageResult
+from ocr_engine.results import PageResult, TokenLogprob
 
 LIMITS = DocumentLimits()
 
@@ -27,7 +27,7 @@ class Recorder(OcrListener):
         self.deltas: list[tuple[int, str]] = []
         self.pages: list[int] = []
 
-    def on_delta(self, page: int, text: str) -> None:
+    def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         self.deltas.append((page, text))
 
     def on_page(self, page: PageResult, pages_total: int) -> None:

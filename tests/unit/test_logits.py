@@ -10,6 +10,7 @@ import torch
 from ocr_engine.logits import adjust_scores
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.request import SamplingParams
+from ocr_engine.results import TokenLogprob
 from ocr_engine.rows import Row
 
 EOS = 0
@@ -17,7 +18,7 @@ EOS = 0
 
 class Sink:
     def admitted(self, row: Row) -> None: ...
-    def tokens(self, row: Row, token_ids: list[int]) -> None: ...
+    def tokens(self, row: Row, tokens: list[TokenLogprob]) -> None: ...
     def finished(self, row: Row, reason: str) -> None: ...
     def failed(self, row: Row, error: BaseException) -> None: ...
 
