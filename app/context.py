@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 
 from app.metrics import Metrics
 from app.settings import Settings
 from ocr_engine.model_info import ModelInfo
+from ocr_engine.token_texts import TokenTexts
 from workers.admission_store import AdmissionStore
 from workers.dispatch import Dispatcher
 
@@ -22,3 +24,8 @@ class AppContext:
     metrics: Metrics
     http: httpx.AsyncClient
     started_at: int
+
+    @cached_property
+    def token_texts(self) -> TokenTexts:
+        """The served tokenizer's tokens as log probabilities report them."""
+        return TokenTexts(self.model.tokenizer)

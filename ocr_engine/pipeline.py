@@ -216,6 +216,8 @@ class _Submitter:
 
         def prepare(item: tuple[str, Image.Image | None]) -> _Page:
             prompt, image = item
+            if image is None and request.prompt_token_ids is not None:
+                return _Page(None, PreparedSequence(input_ids=list(request.prompt_token_ids)))
             return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
 
         count = 0

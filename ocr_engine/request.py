@@ -68,6 +68,7 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One job: documents (possibly none, for text-only chat), the instruction, and how to decode and format."""
 
     prompt: str
+    prompt_token_ids: tuple[int, ...] | None = None  # a text-only prompt given as token ids: decoded as they are
     documents: tuple[Document, ...] = ()
     sampling: SamplingParams = SamplingParams()
     output_format: OutputFormat = "markdown"

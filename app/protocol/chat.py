@@ -10,11 +10,14 @@ from app.protocol.common import (
     Choices,
     MaxTokens,
     OcrOptions,
+    OcrPage,
     Off,
     ScoreAdjustments,
     Stop,
     StreamOptions,
     Temperature,
+    TokenLogprob,
+    TopLogprobs,
     TopP,
     UsageInfo,
 )
@@ -74,8 +77,8 @@ class ChatCompletionRequest(ScoreAdjustments, kw_only=True):
     functions: Off = None
     tool_choice: Literal["none"] | None = None
     function_call: Literal["none"] | None = None
-    logprobs: Literal[False] | None = None
-    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=0)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobs = None
     audio: None = None
     modalities: list[Literal["text"]] | None = None
     prediction: None = None
@@ -88,11 +91,16 @@ class AssistantMessage(msgspec.Struct, kw_only=True):
     content: str | None = None
 
 
+class ChoiceLogprobs(msgspec.Struct, kw_only=True):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
+
+
 class Choice(msgspec.Struct, kw_only=True):
     index: int
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct, kw_only=True):
@@ -101,6 +109,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     model: str
     choices: list[Choice]
     usage: UsageInfo
+    ocr_pages: list[OcrPage]
     object: str = "chat.completion"
 
 
@@ -113,7 +122,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     index: int
     delta: Delta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct, kw_only=True):
@@ -122,4 +131,5 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     model: str
     choices: list[ChunkChoice]
     usage: UsageInfo | None = None
+    ocr_pages: list[OcrPage] | msgspec.UnsetType = msgspec.UNSET  # on the chunk with the finish reason
     object: str = "chat.completion.chunk"

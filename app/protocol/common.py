@@ -51,6 +51,7 @@ MaxTokens = Annotated[int, msgspec.Meta(ge=1)] | None  # and at most the model's
 Choices = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1})] | None
 Stop = str | Annotated[list[str], msgspec.Meta(max_length=4)] | None
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)] | None
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)] | None
 
 
 Off = Annotated[list[Any], msgspec.Meta(max_length=0)] | None
@@ -61,8 +62,6 @@ UNSUPPORTED_FIELDS = frozenset(
         "tool_choice",
         "functions",
         "function_call",
-        "logprobs",
-        "top_logprobs",
         "audio",
         "modalities",
         "prediction",
@@ -93,3 +92,37 @@ def stop_sequences(stop: Stop) -> tuple[str, ...]:
     if stop is None:
         return ()
     return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+class TopLogprob(msgspec.Struct, kw_only=True):
+    """A token and its log probability (OpenAI's shape): `bytes` are its UTF-8 bytes, which join across tokens
+    that split a character."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob, kw_only=True):
+    """A generated token with the most likely tokens at its position: the entries of chat's `logprobs.content`
+    and of the Responses API's `logprobs` alike."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class PageConfidence(msgspec.Struct, kw_only=True):
+    """The mean and the lowest probability of the tokens of a page's text (grounding tags, labels and boxes not
+    counted), and how many tokens that is."""
+
+    mean: float
+    min: float
+    tokens: int
+
+
+class OcrPage(msgspec.Struct, kw_only=True):
+    """ocrserve's extension (`ocr_pages`): one entry per page read, in order. `page` counts from 1 across the
+    request's documents; `confidence` is null for a page that wrote no text."""
+
+    page: int
+    finish_reason: str
+    confidence: PageConfidence | None

@@ -15,7 +15,7 @@ class ModelPermission(msgspec.Struct, kw_only=True):
     created: int
     allow_create_engine: bool = False
     allow_sampling: bool = True
-    allow_logprobs: bool = False  # vLLM says True; this server returns no logprobs
+    allow_logprobs: bool = True
     allow_search_indices: bool = False
     allow_view: bool = True
     allow_fine_tuning: bool = False

@@ -10,7 +10,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from app.protocol.common import MaxTokens, OcrOptions, ScoreAdjustments, Temperature, TopP
+from app.protocol.common import (
+    MaxTokens,
+    OcrOptions,
+    OcrPage,
+    ScoreAdjustments,
+    Temperature,
+    TokenLogprob,
+    TopLogprobs,
+    TopP,
+)
 
 # ---------------------------------------------------------------- request
 
@@ -73,6 +82,8 @@ class ResponseCreateRequest(ScoreAdjustments, kw_only=True):
     stream: bool = False
     previous_response_id: str | None = None
     tools: list[dict[str, Any]] | None = None
+    include: list[str] | None = None
+    top_logprobs: TopLogprobs = None
     ocr: OcrOptions | None = None
 
 
@@ -84,7 +95,7 @@ ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "cancel
 class OutputText(msgspec.Struct, kw_only=True, tag_field="type", tag="output_text"):
     text: str
     annotations: list[Any] = msgspec.field(default_factory=list)
-    logprobs: list[Any] = msgspec.field(default_factory=list)
+    logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)
 
 
 class OutputMessage(msgspec.Struct, kw_only=True, tag_field="type", tag="message"):
@@ -152,7 +163,9 @@ class ResponseObject(msgspec.Struct, kw_only=True):
     max_output_tokens: int | None
     temperature: float
     top_p: float
+    top_logprobs: int | None
     ocr_progress: OcrProgress
+    ocr_pages: list[OcrPage]  # once the pages are read
     parallel_tool_calls: bool = False
     tool_choice: Literal["none"] = "none"
     tools: list[Any] = msgspec.field(default_factory=list)
@@ -227,7 +240,7 @@ class OutputTextDelta(StreamEvent, tag="response.output_text.delta"):
     output_index: int
     content_index: int
     delta: str
-    logprobs: list[Any] = msgspec.field(default_factory=list)
+    logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)
 
 
 class OutputTextDone(StreamEvent, tag="response.output_text.done"):
@@ -235,4 +248,4 @@ class OutputTextDone(StreamEvent, tag="response.output_text.done"):
     output_index: int
     content_index: int
     text: str
-    logprobs: list[Any] = msgspec.field(default_factory=list)
+    logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from app.context import AppContext
+from app.errors import ApiError
 from app.protocol.chat import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     Delta,
 )
 from app.protocol.common import UsageInfo
 from app.serving import jobs
+from app.serving.logprobs import ocr_pages, result_tokens, token_logprobs
 from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
+
+
+def _logprobs(body: ChatCompletionRequest) -> int | None:
+    """OpenAI's rule: `top_logprobs` only with `logprobs: true`."""
+    if body.top_logprobs is not None and not body.logprobs:
+        raise ApiError(400, "top_logprobs needs logprobs: true", code="invalid_value", param="top_logprobs")
+    return (body.top_logprobs or 0) if body.logprobs else None
 
 
 async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
@@ -35,6 +46,7 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
         seed=body.seed,
         adjustments=body,
         n=body.n,
+        logprobs=_logprobs(body),
     )
     return await jobs.build_request(ctx, body.messages, body.ocr, sampling)
 
@@ -46,42 +58,39 @@ async def create_chat_completion(ctx: AppContext, body: ChatCompletionRequest) -
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventStream(_chunks(ctx, record, body.model, include_usage))
     result = await jobs.collect(ctx, record)
+    logprobs = None
+    if request.sampling.logprobs is not None:
+        logprobs = ChoiceLogprobs(content=token_logprobs(ctx.token_texts, result_tokens(result)))
+    message = AssistantMessage(content=result.text)
     return ChatCompletion(
         id=f"chatcmpl-{record.id}",
         created=int(record.created_at),
         model=body.model,
-        choices=[Choice(index=0, message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)],
+        choices=[Choice(index=0, message=message, finish_reason=result.finish_reason, logprobs=logprobs)],
         usage=UsageInfo.of(result.usage),
+        ocr_pages=ocr_pages(result),
     )
 
 
 async def _chunks(ctx: AppContext, record: JobRecord, model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    def chunk(delta: Delta, finish_reason: str | None = None) -> bytes:
-        choice = ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+    def chunk(choices: list[ChunkChoice], **fields: Any) -> bytes:
         return frame(
             ChatCompletionChunk(
-                id=f"chatcmpl-{record.id}", created=int(record.created_at), model=model, choices=[choice]
+                id=f"chatcmpl-{record.id}", created=int(record.created_at), model=model, choices=choices, **fields
             )
         )
 
-    yield chunk(Delta(role="assistant", content=""))
+    yield chunk([ChunkChoice(index=0, delta=Delta(role="assistant", content=""))])
     async for event in jobs.follow(ctx, record):
         match event:
-            case TextDelta(text=text) if text:
-                yield chunk(Delta(content=text))
+            case TextDelta(text=text, logprobs=tokens) if text or tokens:
+                logprobs = ChoiceLogprobs(content=token_logprobs(ctx.token_texts, tokens)) if tokens else None
+                yield chunk([ChunkChoice(index=0, delta=Delta(content=text), logprobs=logprobs)])
             case JobCompleted(result=result):
-                yield chunk(Delta(), result.finish_reason)
+                finish = ChunkChoice(index=0, delta=Delta(), finish_reason=result.finish_reason)
+                yield chunk([finish], ocr_pages=ocr_pages(result))
                 if include_usage:
-                    usage = UsageInfo.of(result.usage)
-                    yield frame(
-                        ChatCompletionChunk(
-                            id=f"chatcmpl-{record.id}",
-                            created=int(record.created_at),
-                            model=model,
-                            choices=[],
-                            usage=usage,
-                        )
-                    )
+                    yield chunk([], usage=UsageInfo.of(result.usage))
             case JobFailed(error=error):
                 yield frame(jobs.stream_error(error))
     yield DONE

@@ -1,4 +1,4 @@
-"""Text completions: a plain prompt answered by the decoder, as one reply or an SSE stream."""
+"""Text completions: a plain prompt (text or token ids) answered by the decoder, as one reply or an SSE stream."""
 
 from __future__ import annotations
 
@@ -7,20 +7,57 @@ from collections.abc import AsyncIterator
 from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.common import UsageInfo
-from app.protocol.completions import Completion, CompletionChoice, CompletionRequest
+from app.protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from app.serving import jobs
-from app.serving.prompt_limit import check_prompt_length
+from app.serving.logprobs import LegacyLogprobs, result_tokens
+from app.serving.prompt_limit import check_prompt_length, check_prompt_tokens
 from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import OcrRequest
 from workers.events import JobCompleted, JobFailed, TextDelta
 from workers.jobs import JobRecord
 
 
+def _one_prompt(body: CompletionRequest) -> str | list[int]:
+    """The request's prompt: text or token ids, given alone or as a list of one (each prompt needs a choice of
+    its own, and only n=1 is served)."""
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        return prompt
+    ids = [item for item in prompt if isinstance(item, int)]
+    if len(ids) == len(prompt):
+        return ids
+    if len(prompt) != 1:
+        raise ApiError(
+            400,
+            f"exactly one prompt is supported (a text, or a list of token ids), got a list of {len(prompt)}",
+            code="unsupported_value",
+            param="prompt",
+        )
+    return prompt[0]
+
+
+def _check_token_ids(ctx: AppContext, ids: list[int]) -> None:
+    vocab = len(ctx.model.tokenizer)
+    if bad := [token for token in ids if token >= vocab]:
+        raise ApiError(
+            400,
+            f"prompt token ids must be from 0 to {vocab - 1}, got {', '.join(map(str, bad[:5]))}",
+            code="invalid_value",
+            param="prompt",
+        )
+    check_prompt_tokens(ctx, len(ids), param="prompt")
+
+
 async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
     jobs.check_model(ctx, body.model)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if len(prompts) != 1:
-        raise ApiError(400, "exactly one prompt is supported", code="unsupported_value", param="prompt")
+    if body.echo and body.logprobs is not None:
+        raise ApiError(
+            400,
+            "logprobs with echo would need the prompt's log probabilities, which this server does not compute",
+            code="unsupported_value",
+            param="logprobs",
+        )
+    prompt = _one_prompt(body)
     sampling = jobs.sampling_params(
         ctx,
         max_tokens=body.max_tokens,
@@ -30,21 +67,28 @@ async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
         seed=body.seed,
         adjustments=body,
         n=body.n,
+        logprobs=body.logprobs,
     )
-    await check_prompt_length(ctx, prompts[0], param="prompt")
-    return OcrRequest(prompt=prompts[0], sampling=sampling, output_format="raw")
+    if isinstance(prompt, str):
+        await check_prompt_length(ctx, prompt, param="prompt")
+        return OcrRequest(prompt=prompt, sampling=sampling, output_format="raw")
+    _check_token_ids(ctx, prompt)
+    text = ctx.model.tokenizer.decode(prompt, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return OcrRequest(prompt=text, prompt_token_ids=tuple(prompt), sampling=sampling, output_format="raw")
 
 
 async def create_completion(ctx: AppContext, body: CompletionRequest) -> Completion | EventStream:
     request = await to_job(ctx, body)
     record = await jobs.submit(ctx, request)
     echo = request.prompt if body.echo else ""
+    legacy = LegacyLogprobs(ctx.token_texts) if request.sampling.logprobs is not None else None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = _chunks(ctx, record, body.model, echo, include_usage)
+        stream = _chunks(ctx, record, body.model, echo, include_usage, legacy)
         return EventStream(stream)
     result = await jobs.collect(ctx, record)
-    choice = CompletionChoice(index=0, text=echo + result.text, finish_reason=result.finish_reason)
+    logprobs = legacy.columns(result_tokens(result)) if legacy else None
+    choice = CompletionChoice(index=0, text=echo + result.text, finish_reason=result.finish_reason, logprobs=logprobs)
     return Completion(
         id=f"cmpl-{record.id}",
         created=int(record.created_at),
@@ -55,16 +99,21 @@ async def create_completion(ctx: AppContext, body: CompletionRequest) -> Complet
 
 
 async def _chunks(
-    ctx: AppContext, record: JobRecord, model: str, echo: str, include_usage: bool
+    ctx: AppContext, record: JobRecord, model: str, echo: str, include_usage: bool, legacy: LegacyLogprobs | None
 ) -> AsyncIterator[bytes]:
-    def chunk(text: str, finish_reason: str | None = None, usage: UsageInfo | None = None) -> bytes:
-        choices = [] if usage else [CompletionChoice(index=0, text=text, finish_reason=finish_reason)]
+    def chunk(
+        text: str,
+        finish_reason: str | None = None,
+        usage: UsageInfo | None = None,
+        logprobs: CompletionLogprobs | None = None,
+    ) -> bytes:
+        choice = CompletionChoice(index=0, text=text, finish_reason=finish_reason, logprobs=logprobs)
         return frame(
             Completion(
                 id=f"cmpl-{record.id}",
                 created=int(record.created_at),
                 model=model,
-                choices=choices,
+                choices=[] if usage else [choice],
                 usage=usage,
             )
         )
@@ -73,8 +122,8 @@ async def _chunks(
         yield chunk(echo)
     async for event in jobs.follow(ctx, record):
         match event:
-            case TextDelta(text=text) if text:
-                yield chunk(text)
+            case TextDelta(text=text, logprobs=tokens) if text or tokens:
+                yield chunk(text, logprobs=legacy.columns(tokens) if legacy and tokens else None)
             case JobCompleted(result=result):
                 yield chunk("", result.finish_reason)
                 if include_usage:

@@ -48,8 +48,10 @@ def sampling_params(
     adjustments: ScoreAdjustments,
     n: int | None = None,
     max_tokens_param: str = "max_tokens",
+    logprobs: int | None = None,
 ) -> SamplingParams:
-    """Validate OpenAI sampling fields against the model and turn them into engine parameters."""
+    """Validate OpenAI sampling fields against the model and turn them into engine parameters (`logprobs`: how
+    many alternatives to report per token, None for no log probabilities)."""
     if n not in (None, 1):
         raise ApiError(400, "only n=1 is supported", code="unsupported_value", param="n")
     limit = ctx.model.max_model_len
@@ -80,6 +82,7 @@ def sampling_params(
         logit_bias=_logit_bias(ctx, adjustments.logit_bias or {}),
         min_tokens=min_tokens,
         ignore_eos=adjustments.ignore_eos,
+        logprobs=logprobs,
     )
 
 

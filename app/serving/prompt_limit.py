@@ -29,6 +29,11 @@ async def check_prompt_length(ctx: AppContext, prompt: str, *, image_tokens: int
     tokens = await asyncio.to_thread(lambda: len(ctx.model.tokenizer(prompt, add_special_tokens=True).input_ids))
     if image_tokens:
         tokens += image_tokens - prompt.count(IMAGE_PLACEHOLDER)
+    check_prompt_tokens(ctx, tokens, image_tokens=image_tokens, param=param)
+
+
+def check_prompt_tokens(ctx: AppContext, tokens: int, *, image_tokens: int = 0, param: str) -> None:
+    """A prompt of `tokens` tokens (`image_tokens` of them a page's) must be shorter than the model's length."""
     limit = ctx.model.max_model_len
     if tokens >= limit:
         pages = f" ({image_tokens:,} of them the largest page's image tokens)" if image_tokens else ""

@@ -21,6 +21,7 @@ import anyio
 from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.chat import ChatMessage, ContentPart, FileData, FilePart, ImageUrl, ImageUrlPart, TextPart
+from app.protocol.common import TokenLogprob
 from app.protocol.responses import (
     ContentPartAdded,
     ContentPartDone,
@@ -48,8 +49,10 @@ from app.protocol.responses import (
     StreamEvent,
 )
 from app.serving import jobs
+from app.serving.logprobs import ocr_pages, result_tokens, token_logprobs
 from app.serving.sse import EventStream, frame
 from ocr_engine.results import OcrResult, Usage
+from ocr_engine.token_texts import TokenTexts
 from workers.events import (
     JobCancelled,
     JobCompleted,
@@ -63,6 +66,7 @@ from workers.events import (
 from workers.jobs import JobRecord, JobState
 
 PREFIX = "resp_"
+LOGPROBS = "message.output_text.logprobs"  # the one `include` value this server has anything for
 CANCEL_WAIT_S = 10.0  # how long `cancel` waits for the job to report its end before answering anyway
 
 # ---------------------------------------------------------------- request → job
@@ -90,6 +94,20 @@ def _check(body: ResponseCreateRequest) -> None:
         raise ApiError(400, "tools are not supported", code="unsupported_parameter", param="tools")
     if body.background and not body.store:
         raise ApiError(400, "a background response must be stored: send store=true", param="store")
+    if unknown := [value for value in body.include or () if value != LOGPROBS]:
+        raise ApiError(
+            400,
+            f"include {', '.join(map(repr, unknown))} is not supported; only {LOGPROBS!r} is",
+            code="unsupported_value",
+            param="include",
+        )
+
+
+def _logprobs(body: ResponseCreateRequest) -> int | None:
+    """Log probabilities come with `include: ["message.output_text.logprobs"]`, or with `top_logprobs`."""
+    if LOGPROBS in (body.include or ()) or body.top_logprobs is not None:
+        return body.top_logprobs or 0
+    return None
 
 
 async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
@@ -105,6 +123,7 @@ async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
         stop=None,
         seed=None,
         adjustments=body,
+        logprobs=_logprobs(body),
     )
     messages = [ChatMessage(role="system", content=body.instructions)] if body.instructions else []
     offset = len(messages)
@@ -128,6 +147,7 @@ async def _submit(ctx: AppContext, body: ResponseCreateRequest) -> JobRecord:
         "max_output_tokens": body.max_output_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
+        "top_logprobs": body.top_logprobs,
         "store": body.store,
     }
     return await jobs.submit(ctx, request, background=body.background, meta=meta)
@@ -153,9 +173,11 @@ def _error(error: JobError) -> ResponseError:
     )
 
 
-def _message(record: JobRecord, status: ResponseStatus, text: str | None) -> OutputMessage:
+def _message(
+    record: JobRecord, status: ResponseStatus, text: str | None, logprobs: list[TokenLogprob] | None = None
+) -> OutputMessage:
     item_status = {"completed": "completed", "queued": "in_progress", "in_progress": "in_progress"}
-    content = [] if text is None else [OutputText(text=text)]
+    content = [] if text is None else [OutputText(text=text, logprobs=logprobs or [])]
     return OutputMessage(id=f"msg_{record.id}", status=item_status.get(status, "incomplete"), content=content)
 
 
@@ -169,15 +191,18 @@ def snapshot(
     error: JobError | None = None,
     pages_done: int = 0,
     pages_total: int | None = None,
+    texts: TokenTexts | None = None,
 ) -> ResponseObject:
-    """The response object in a given state: `output` holds the message once the job has started."""
+    """The response object in a given state: `output` holds the message once the job has started, with the
+    result's log probabilities (given `texts`, for a request that asked for them)."""
     meta: dict[str, Any] = record.meta
+    logprobs = token_logprobs(texts, result_tokens(result)) if result and texts else None
     return ResponseObject(
         id=f"{PREFIX}{record.id}",
         created_at=int(record.created_at),
         status=status,
         model=meta.get("model", ""),
-        output=[_message(record, status, text)] if started else [],
+        output=[_message(record, status, text, logprobs)] if started else [],
         usage=_usage(result.usage) if result else None,
         error=_error(error) if error else None,
         incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
@@ -188,7 +213,9 @@ def snapshot(
         max_output_tokens=meta.get("max_output_tokens"),
         temperature=meta.get("temperature", 0.0),
         top_p=meta.get("top_p", 1.0),
+        top_logprobs=meta.get("top_logprobs"),
         ocr_progress=OcrProgress(pages_done=pages_done, pages_total=pages_total or record.pages_total),
+        ocr_pages=ocr_pages(result) if result else [],
     )
 
 
@@ -213,7 +240,15 @@ async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
             return snapshot(record, "in_progress", started=True, **progress)
         case JobState.COMPLETED if record.result is not None:
             result = record.result
-            return snapshot(record, _status_of(result), started=True, text=result.text, result=result, **progress)
+            return snapshot(
+                record,
+                _status_of(result),
+                started=True,
+                text=result.text,
+                result=result,
+                texts=ctx.token_texts,
+                **progress,
+            )
     started, text = await _text_of_finished_job(ctx, record)
     status: ResponseStatus = "cancelled" if record.state is JobState.CANCELLED else "failed"
     return snapshot(record, status, started=started, text=text, error=record.error, **progress)
@@ -234,8 +269,9 @@ async def find(ctx: AppContext, response_id: str) -> JobRecord:
 class _Events:
     """Maps the job's events, in order, to Responses API stream events (numbered from 0)."""
 
-    def __init__(self, record: JobRecord) -> None:
+    def __init__(self, record: JobRecord, texts: TokenTexts) -> None:
         self.record = record
+        self.texts = texts
         self.item_id = f"msg_{record.id}"
         self.sequence = 0
         self.started = False
@@ -255,6 +291,7 @@ class _Events:
             started=self.started,
             pages_done=self.pages_done,
             pages_total=self.pages_total,
+            texts=self.texts,
             **fields,
         )
 
@@ -276,10 +313,11 @@ class _Events:
         match event:
             case JobStarted(pages_total=total):
                 return self._start(total)
-            case TextDelta(text=text) if text:
+            case TextDelta(text=text, logprobs=tokens) if text or tokens:
                 self.text.append(text)
                 ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
-                return [self._next(OutputTextDelta, delta=text, **ids)]
+                logprobs = token_logprobs(self.texts, tokens)
+                return [self._next(OutputTextDelta, delta=text, logprobs=logprobs, **ids)]
             case PageFinished(pages_done=done):
                 self.pages_done = done
             case JobCompleted(result=result):
@@ -298,11 +336,13 @@ class _Events:
         status = _status_of(result)
         ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
         final = ResponseCompleted if status == "completed" else ResponseIncomplete
+        logprobs = token_logprobs(self.texts, result_tokens(result))
+        part = OutputText(text=result.text, logprobs=logprobs)
         return [
             *events,
-            self._next(OutputTextDone, text=result.text, **ids),
-            self._next(ContentPartDone, **self._text_part(result.text)),
-            self._next(OutputItemDone, output_index=0, item=_message(self.record, status, result.text)),
+            self._next(OutputTextDone, text=result.text, logprobs=logprobs, **ids),
+            self._next(ContentPartDone, item_id=self.item_id, output_index=0, content_index=0, part=part),
+            self._next(OutputItemDone, output_index=0, item=_message(self.record, status, result.text, logprobs)),
             self._next(final, response=self._snapshot(status, text=result.text, result=result)),
         ]
 
@@ -322,7 +362,7 @@ async def _stream(
     """SSE frames of the events after `starting_after`; no `data: [DONE]` (OpenAI sends none here).
     `forget`: delete the job at the end (a response with store=false)."""
     after = -1 if starting_after is None else starting_after
-    mapper = _Events(record)
+    mapper = _Events(record, ctx.token_texts)
     try:
         for event in mapper.created():
             if event.sequence_number > after:
@@ -360,7 +400,9 @@ async def create_response(ctx: AppContext, body: ResponseCreateRequest) -> Respo
         if not body.store:
             await ctx.dispatcher.delete(record.id)
     progress = {"pages_done": len(result.pages), "pages_total": record.pages_total}
-    return snapshot(record, _status_of(result), started=True, text=result.text, result=result, **progress)
+    return snapshot(
+        record, _status_of(result), started=True, text=result.text, result=result, texts=ctx.token_texts, **progress
+    )
 
 
 async def retrieve_response(

@@ -30,6 +30,10 @@ def _check_pages(text: str, count: int) -> None:
     assert [page["page"] for page in pages] == list(range(1, count + 1))
     assert all((page["width"], page["height"]) == PAGE_PIXELS for page in pages)
     assert all(isinstance(page["blocks"], list) and isinstance(page["text"], str) for page in pages)
+    for page in pages:  # a confidence for the page and one for every block (null only where no text was written)
+        scores = [page["confidence"], *(block["confidence"] for block in page["blocks"])]
+        assert all(0 <= s["min"] <= s["mean"] <= 1 and s["tokens"] > 0 for s in scores if s is not None)
+    assert any(page["confidence"] is not None for page in pages)
 
 
 def test_chat_layout_is_one_json_line_per_page(client: openai.OpenAI, server: ServerHandle) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import torch
+
 from ocr_engine.engine import OcrEngine
-from ocr_engine.models.base import PreparedSequence
+from ocr_engine.models.base import ModelAdapter, PreparedSequence
 from ocr_engine.request import SamplingParams
 from ocr_engine.results import TokenLogprob
 from ocr_engine.rows import Row, RowEnd
@@ -90,3 +92,14 @@ def generate(engine: OcrEngine, sequences: list[PreparedSequence], params: Sampl
     for sequence, sink in zip(sequences, sinks, strict=True):
         submit(engine, sequence, params, sink)
     return [sink.result()[0] for sink in sinks]
+
+
+def model_logprobs(adapter: ModelAdapter, sequence: PreparedSequence, generated: list[int]) -> torch.Tensor:
+    """log-softmax of the logits one uncached forward over the prompt and `generated` gives at each generated
+    token's position: row i is the distribution token i was drawn from."""
+    with torch.inference_mode():
+        prompt = adapter.embed(sequence)
+        embeds = torch.cat([prompt, adapter.decoder.embed_tokens(torch.tensor(generated, device=prompt.device))])
+        hidden = adapter.decoder(inputs_embeds=embeds[None]).last_hidden_state[0]
+        logits = adapter.lm_head(hidden[len(prompt) - 1 : len(prompt) - 1 + len(generated)]).float()
+    return logits.log_softmax(dim=-1)

@@ -18,7 +18,7 @@ from ocr_engine.request import SamplingParams
 from ocr_engine.rows import BACKGROUND
 from ocr_engine.scheduler import SchedulerLimits
 from ocr_engine.testing import write_tiny_deepseek_ocr
-from tests.engine.rows import Collect, EventLog, generate, submit
+from tests.engine.rows import Collect, EventLog, generate, model_logprobs, submit
 
 
 def page(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -200,6 +200,37 @@ def test_slot_decoding_gives_the_logits_of_one_full_forward(adapter, pages):
                 expected = adapter.lm_head(adapter.decoder(inputs_embeds=full[None]).last_hidden_state[0, -1])
                 torch.testing.assert_close(logits[slot], expected.float(), atol=1e-4, rtol=1e-4)
                 tokens[slot].append(int(logits[slot].argmax()))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_tokens=8, logprobs=3),
+        SamplingParams(max_tokens=8, logprobs=3, frequency_penalty=2.0, logit_bias={5: 3.0}),
+    ],
+)
+def test_token_logprobs_are_the_log_softmax_of_the_model_logits(make_engine, pages, adapter, params):
+    """A row decoding beside another reports, for each token, log_softmax of the logits an uncached forward gives
+    (penalties and biases change which token is picked, never the reported figures) and the top 3 alternatives;
+    the row beside it, which asks for none, still gets its chosen tokens' figures (its confidence), no top."""
+    import torch
+
+    engine = make_engine()
+    asking, plain = Collect(), Collect()
+    submit(engine, pages[1], params, asking)
+    submit(engine, pages[0], SamplingParams(max_tokens=8), plain)
+    for sink, sequence in ((asking, pages[1]), (plain, pages[0])):
+        ids, _ = sink.result()
+        expected = model_logprobs(adapter, sequence, ids)
+        reported = torch.tensor([token.logprob for token in sink.logprobs])
+        torch.testing.assert_close(reported, expected[torch.arange(len(ids)), ids], atol=1e-4, rtol=0)
+        for token, row in zip(sink.logprobs, expected, strict=True):
+            if sink is plain:
+                assert token.top == ()
+                continue
+            values, top_ids = row.topk(3)
+            assert [t for t, _ in token.top] == top_ids.tolist()
+            torch.testing.assert_close(torch.tensor([v for _, v in token.top]), values, atol=1e-4, rtol=0)
 
 
 def test_a_failing_step_fails_its_rows_and_the_model_thread_goes_on(make_engine, pages, monkeypatch):

@@ -32,7 +32,12 @@ def test_page_line_has_pixel_boxes_one_block_per_box_and_the_page_text() -> None
             {"label": "text", "box": [100, 300, 480, 800], "text": "Two columns of text.", "confidence": None},
             {"label": "text", "box": [520, 300, 899, 800], "text": "Two columns of text.", "confidence": None},
             {"label": "image", "box": [200, 900, 799, 1701], "text": "", "confidence": None},
-            {"label": "image_caption", "box": [200, 1721, 799, 1801], "text": "<center>Figure 1</center>", "confidence": None},
+            {
+                "label": "image_caption",
+                "box": [200, 1721, 799, 1801],
+                "text": "<center>Figure 1</center>",
+                "confidence": None,
+            },
         ],
         "text": "# Annual report\n\n\nTwo columns of text.\n\n\n\n\n<center>Figure 1</center>",
         "confidence": None,
@@ -49,14 +54,26 @@ def test_malformed_tags_lose_boxes_not_text() -> None:
     page = json.loads(render_page(1, raw, (999, 999)))
     assert page["blocks"] == [
         {"label": "table", "box": [0, 0, 999, 999], "text": "<table></table>", "confidence": None},
-        {"label": "text", "box": [10, 20, 30, 40], "text": "", "confidence": None},  # the unclosed det still gives its whole boxes
+        {
+            "label": "text",
+            "box": [10, 20, 30, 40],
+            "text": "",
+            "confidence": None,
+        },  # the unclosed det still gives its whole boxes
     ]
     assert page["text"] == "Header before any ref\nbad boxes\n<table></table>"
 
 
 def test_free_ocr_output_has_no_blocks_but_keeps_its_text() -> None:
     page = json.loads(render_page(1, "  # Just Markdown\n\nno tags  \n", (640, 480)))
-    assert page == {"page": 1, "width": 640, "height": 480, "blocks": [], "text": "# Just Markdown\n\nno tags", "confidence": None}
+    assert page == {
+        "page": 1,
+        "width": 640,
+        "height": 480,
+        "blocks": [],
+        "text": "# Just Markdown\n\nno tags",
+        "confidence": None,
+    }
 
 
 def test_a_text_only_answer_has_no_size_and_no_blocks() -> None:
