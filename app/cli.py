@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.settings import add_settings_flags, apply_flags, settings_from_env
 from ocr_engine.errors import OcrError
 from workers.logs import setup_logging
+
+if TYPE_CHECKING:
+    from ocr_engine.results import PageResult
 
 _ENGINE_SETTINGS = (
     "model",
@@ -98,6 +102,28 @@ def _ocr(args: argparse.Namespace) -> None:
                 text = request.page_separator.join(pages)
         target.write_text(text if args.format == "layout" else text + "\n", encoding="utf-8")  # JSON lines end in one
         print(f"{file} -> {target} ({len(result.pages)} pages, {result.usage.completion_tokens} tokens)")
+        if args.min_confidence is not None:
+            for line in low_confidence_pages(result.pages, args.min_confidence):
+                print(f"  {line}")
+
+
+def low_confidence_pages(pages: list[PageResult], threshold: float) -> list[str]:
+    """A line for each page whose mean confidence is below `threshold`, or that wrote no text: pages to review."""
+    lines = []
+    for page in pages:
+        confidence = page.confidence
+        if confidence is None:
+            lines.append(f"page {page.index + 1}: no text")
+        elif confidence.mean < threshold:
+            lines.append(f"page {page.index + 1}: confidence {confidence.mean:.3f} (lowest token {confidence.min:.3f})")
+    return lines
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -161,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="markdown (.md), raw: the model's text with its grounding tags (.md), layout: JSON lines (.jsonl)",
     )
     ocr.add_argument("--raw", dest="format", action="store_const", const="raw", help="same as --format raw")
+    ocr.add_argument(
+        "--min-confidence",
+        type=_fraction,
+        metavar="X",
+        help="list the pages whose mean token probability is below X (0..1), and those with no text, for review",
+    )
     ocr.add_argument(
         "--annotate",
         action="store_true",

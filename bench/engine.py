@@ -83,10 +83,44 @@ def full_size_adapter(tiny: str, shapes: Path, device: torch.device, dtype: torc
     return DeepseekOcr2Adapter(model, processor.tokenizer, geometry, device, dtype)
 
 
-def measure(engine: OcrEngine, prompts: list[PreparedSequence], steps: int, staggered: bool) -> float:
+ENDLESS = SamplingParams(max_tokens=2048)  # more than a row makes here; its slot is sized by it
+
+
+def bench_adapter(stack: ExitStack, args: argparse.Namespace) -> DeepseekOcr2Adapter:
+    """The full-size random model (or, with `--tiny`, the tiny checkpoint) on `--device` in `--dtype`, with an
+    EOS no token has: rows end only when cancelled."""
+    tiny = stack.enter_context(tiny_checkpoint())
+    if args.tiny:
+        adapter = load_adapter(tiny, device=args.device, dtype=args.dtype)
+    else:
+        adapter = full_size_adapter(tiny, args.shapes, torch.device(args.device), getattr(torch, args.dtype))
+    adapter.eos_token_id = -1
+    return adapter
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint instead of the full-size shapes")
+    parser.add_argument("--shapes", type=Path, default=SHAPES)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--prompt-tokens", type=int, default=256)
+
+
+def random_prompts(adapter: DeepseekOcr2Adapter, rng: random.Random, count: int, tokens: int) -> list[PreparedSequence]:
+    vocab = len(adapter.tokenizer)
+    return [PreparedSequence(input_ids=[rng.randrange(3, vocab) for _ in range(tokens)]) for _ in range(count)]
+
+
+def measure(
+    engine: OcrEngine,
+    prompts: list[PreparedSequence],
+    steps: int,
+    staggered: bool,
+    params: SamplingParams = ENDLESS,
+) -> float:
     """Aggregate tokens/s over `steps` decode steps once every row decodes."""
     sinks = [Timed() for _ in prompts]
-    params = SamplingParams(max_tokens=2048)  # more than a row makes here; its slot is sized by it
     rows = []
     for sink, prompt in zip(sinks, prompts, strict=True):
         rows.append(engine.submit(prompt, params, sink))
@@ -109,35 +143,20 @@ def measure(engine: OcrEngine, prompts: list[PreparedSequence], steps: int, stag
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint instead of the full-size shapes")
-    parser.add_argument("--shapes", type=Path, default=SHAPES)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="bfloat16")
+    add_model_flags(parser)
     parser.add_argument("--counts", default="1,4,16")
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--prompt-tokens", type=int, default=256)
     args = parser.parse_args()
     counts = [int(count) for count in args.counts.split(",")]
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
     with ExitStack() as stack:
-        tiny = stack.enter_context(tiny_checkpoint())
-        if args.tiny:
-            adapter = load_adapter(tiny, device=args.device, dtype=args.dtype)
-        else:
-            adapter = full_size_adapter(tiny, args.shapes, device, dtype)
-        adapter.eos_token_id = -1  # no token has this id: rows end only when cancelled
+        adapter = bench_adapter(stack, args)
         engine = OcrEngine(adapter, limits=SchedulerLimits(max_num_seqs=max(counts), interactive_reserve=0))
         rng = random.Random(0)
-        vocab = len(adapter.tokenizer)
 
         def prompts(count: int) -> list[PreparedSequence]:
-            return [
-                PreparedSequence(input_ids=[rng.randrange(3, vocab) for _ in range(args.prompt_tokens)])
-                for _ in range(count)
-            ]
+            return random_prompts(adapter, rng, count, args.prompt_tokens)
 
-        print(f"device {device}, dtype {dtype}; prompts of {args.prompt_tokens} tokens, {args.steps} steps counted")
+        print(f"device {args.device}, dtype {args.dtype}; prompts of {args.prompt_tokens} tokens, {args.steps} steps")
         measure(engine, prompts(2), 4, staggered=True)  # warm-up
         table = []
         for count in counts:

@@ -13,7 +13,7 @@ from ocr_engine.engine import OcrEngine
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest, SamplingParams
-from ocr_engine.results import TokenLogprob
+from ocr_engine.results import Confidence, PageResult, TokenLogprob, Usage
 
 LIMITS = DocumentLimits()
 PAGE_POINTS = [(300, 400), (200, 260)]  # two sizes, so a page cannot be given the other's size
@@ -83,4 +83,37 @@ def test_cli_annotate_writes_the_markdown_and_a_drawn_png_per_page(tiny_checkpoi
 
     main(["ocr", str(source), "-o", str(out), "--format", "layout", *flags])
     lines = (out / "scan.jsonl").read_text(encoding="utf-8").split("\n")
-    assert [json.loads(line)["page"] for line in lines[:-1]] == [1, 2]
+    pages = [json.loads(line) for line in lines[:-1]]
+    assert [page["page"] for page in pages] == [1, 2]
+    assert all(0 < page["confidence"]["mean"] <= 1 for page in pages)
+
+
+def test_cli_lists_the_pages_below_the_confidence_asked_for(tiny_checkpoint, tmp_path, capsys) -> None:
+    """A random model is never sure (every page below 1), and no page is below 0."""
+    from app.cli import main
+
+    source = tmp_path / "scan.pdf"
+    source.write_bytes(_pdf())
+    flags = ["--model", str(tiny_checkpoint), "--device", "cpu", "--max-tokens", "8", "--default-dpi", str(DPI)]
+    listed = {}
+    for threshold in ("1", "0"):
+        main(["ocr", str(source), "-o", str(tmp_path), "--min-confidence", threshold, *flags])
+        listed[threshold] = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == {"1": ["page 1", "page 2"], "0": []}
+    with pytest.raises(SystemExit):
+        main(["ocr", str(source), "--min-confidence", "1.5", *flags])
+
+
+def test_low_confidence_pages_are_below_the_threshold_or_without_text() -> None:
+    from app.cli import low_confidence_pages
+
+    def page(index: int, confidence: Confidence | None) -> PageResult:
+        return PageResult(index=index, text="", raw_text="", finish_reason="stop", usage=Usage(), confidence=confidence)
+
+    pages = [
+        page(0, Confidence(mean=0.9, min=0.2, tokens=5)),
+        page(1, Confidence(mean=0.5, min=0.01, tokens=5)),
+        page(2, None),
+    ]
+    assert low_confidence_pages(pages, 0.6) == ["page 2: confidence 0.500 (lowest token 0.010)", "page 3: no text"]
+    assert low_confidence_pages(pages, 0.5) == ["page 3: no text"]
