@@ -68,7 +68,6 @@ def _ocr(args: argparse.Namespace) -> None:
     from ocr_engine.pipeline import OcrListener
     from ocr_engine.prompts import resolve_instruction
     from ocr_engine.request import OcrRequest, SamplingParams
-    from ocr_engine.results import PageResult
     from workers.model_host import ModelHost
 
     settings = apply_flags(settings_from_env(), args)

@@ -69,6 +69,7 @@ UNSUPPORTED_FIELDS = frozenset(
         "web_search_options",
         "best_of",
         "suffix",
+        "text",
     }
 )
 """OpenAI request fields typed to their off values: a client that sets one gets a 400 that says it is not

@@ -62,6 +62,16 @@ class InputMessage(msgspec.Struct, kw_only=True):
     type: Literal["message"] = "message"
 
 
+class TextFormat(msgspec.Struct, kw_only=True):
+    """Plain text: the only output format (a JSON schema would need constrained decoding)."""
+
+    type: Literal["text"] = "text"
+
+
+class TextConfig(msgspec.Struct, kw_only=True):
+    format: TextFormat = msgspec.field(default_factory=TextFormat)
+
+
 # OpenAI's limits: 16 pairs, keys of 64 characters, values of 512
 Metadata = Annotated[
     dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=512)]],
@@ -85,6 +95,12 @@ class ResponseCreateRequest(ScoreAdjustments, kw_only=True):
     include: list[str] | None = None
     top_logprobs: TopLogprobs = None
     ocr: OcrOptions | None = None
+    # OpenAI fields this server does not do: `text` and `tool_choice` decode only at their off values
+    # (common.UNSUPPORTED_FIELDS); `prompt` and `conversation` are refused by app.serving.responses
+    text: TextConfig | None = None
+    tool_choice: Literal["none"] | None = None
+    prompt: dict[str, Any] | None = None
+    conversation: str | dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- the response object
@@ -129,14 +145,6 @@ class ResponseError(msgspec.Struct, kw_only=True):
 
 class IncompleteDetails(msgspec.Struct, kw_only=True):
     reason: Literal["max_output_tokens", "content_filter"]
-
-
-class TextFormat(msgspec.Struct, kw_only=True):
-    type: Literal["text"] = "text"
-
-
-class TextConfig(msgspec.Struct, kw_only=True):
-    format: TextFormat = msgspec.field(default_factory=TextFormat)
 
 
 class OcrProgress(msgspec.Struct, kw_only=True):

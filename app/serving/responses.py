@@ -92,6 +92,9 @@ def _check(body: ResponseCreateRequest) -> None:
         )
     if body.tools:
         raise ApiError(400, "tools are not supported", code="unsupported_parameter", param="tools")
+    for name, value in (("prompt", body.prompt), ("conversation", body.conversation)):
+        if value is not None:
+            raise ApiError(400, f"`{name}` is not supported by this server", code="unsupported_parameter", param=name)
     if body.background and not body.store:
         raise ApiError(400, "a background response must be stored: send store=true", param="store")
     if unknown := [value for value in body.include or () if value != LOGPROBS]:

@@ -131,3 +131,26 @@ def test_an_unsupported_completions_parameter_is_a_400_naming_it(client, server,
     with pytest.raises(openai.BadRequestError) as raised:
         client.completions.create(model=server.model, prompt=PROMPT, max_tokens=2, extra_body={field: value})
     assert raised.value.body["param"] == field and "not supported" in raised.value.body["message"]
+
+
+UNSUPPORTED_RESPONSES = {
+    "text": {"format": {"type": "json_schema", "name": "x", "schema": {}}},
+    "tool_choice": "required",
+    "prompt": {"id": "pmpt_1"},
+    "conversation": "conv_1",
+    "previous_response_id": "resp_1",
+    "tools": [{"type": "web_search"}],
+}
+
+
+@pytest.mark.parametrize(("field", "value"), list(UNSUPPORTED_RESPONSES.items()))
+def test_an_unsupported_responses_parameter_is_a_400_naming_it(client, server, field: str, value: object) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model=server.model, input=PROMPT, max_output_tokens=2, extra_body={field: value})
+    assert raised.value.body["param"] == field and "not supported" in raised.value.body["message"]
+
+
+def test_responses_fields_at_their_off_values_are_accepted(client, server) -> None:
+    off = {"text": {"format": {"type": "text"}}, "tool_choice": "none", "include": []}
+    response = client.responses.create(model=server.model, input=PROMPT, max_output_tokens=2, extra_body=off)
+    assert response.status in ("completed", "incomplete")
