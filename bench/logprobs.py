@@ -68,7 +68,7 @@ def main() -> None:
             print(f"  round {round_number + 1}: off {off[-1]:.1f} tok/s, on {on[-1]:.1f} tok/s", flush=True)
         engine.close()
         step_s = args.count / statistics.median(off)
-        vocab = len(adapter.tokenizer)
+        vocab = adapter.decoder.config.vocab_size  # the model's (the tokenizer is the tiny checkpoint's)
         always = figures_seconds(vocab, args.count, args.device, ENDLESS) / step_s
         added = figures_seconds(vocab, args.count, args.device, asking) / step_s - always
 

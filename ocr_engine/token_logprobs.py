@@ -26,7 +26,8 @@ def token_logprobs(logits: torch.Tensor, picked: torch.Tensor, rows: Sequence[Ro
     if asking:
         wanted = [rows[index].params.logprobs or 0 for index in asking]
         selected = torch.tensor(asking, device=scores.device)
-        values, ids = (scores[selected] - norm[selected, None]).topk(min(max(wanted), scores.shape[-1]), dim=-1)
+        values, ids = scores[selected].topk(min(max(wanted), scores.shape[-1]), dim=-1)  # the same order
+        values = values - norm[selected, None]
         for index, count, row_values, row_ids in zip(asking, wanted, values.tolist(), ids.tolist(), strict=True):
             top[index] = tuple(zip(row_ids[:count], row_values[:count], strict=True))
     return [
