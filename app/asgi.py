@@ -33,6 +33,7 @@ from app.routes.devices import devices_router
 from app.routes.openai import openai_router
 from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
+from app.routes.ui import ui_router
 from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
 from ocr_engine.modes import resolve_mode
@@ -131,8 +132,17 @@ def create_app(
         favicon="",
     )
     docs_assets = create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path], name="docs-assets")
+    playground = [ui_router()] if settings.ui else []
     app = Litestar(
-        route_handlers=[openai_router, responses_router, devices_router, openapi_json, docs_assets, *system_routes],
+        route_handlers=[
+            openai_router,
+            responses_router,
+            devices_router,
+            openapi_json,
+            docs_assets,
+            *playground,
+            *system_routes,
+        ],
         dependencies={"ctx": Provide(_provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,

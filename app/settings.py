@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_image_tokens: int = 1_000_000
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
+    ui: bool = True
 
     @property
     def model_name(self) -> str:
@@ -158,6 +159,7 @@ HELP: dict[str, str] = {
         "seconds before Celery hands out an unacknowledged job again (the backstop when no live worker saw its "
         "worker die); keep it above job_time_limit"
     ),
+    "ui": "serve the web playground at /ui (it calls the API like any client: with keys set, it asks for one)",
     "ngram_size": "repetition guard: n-gram length that may not repeat",
     "ngram_window": "repetition guard: window of recent tokens searched for repeats",
     "shutdown_grace": "seconds `ocrserve serve` lets in-flight requests finish after SIGTERM before it exits",

@@ -7,6 +7,7 @@ the published weights, just fast enough for a CPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -121,7 +122,10 @@ def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0, max_position_em
         len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), max_position_embeddings=max_position_embeddings
     )
     torch.manual_seed(seed)
-    model = DeepseekOcr2ForConditionalGeneration(config).eval()
+    return _save_ocr2(DeepseekOcr2ForConditionalGeneration(config).eval(), tokenizer, path)
+
+
+def _save_ocr2(model: DeepseekOcr2ForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
     model.generation_config.bos_token_id = 0
     model.generation_config.eos_token_id = 1
     model.generation_config.pad_token_id = 2
@@ -129,6 +133,41 @@ def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0, max_position_em
     processor = DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tokenizer)
     processor.save_pretrained(path)
     return path
+
+
+def write_scripted_deepseek_ocr2(path: str | Path, pieces: Sequence[str]) -> Path:
+    """A tiny DeepSeek-OCR-2 whose every answer is `pieces` joined, then its end of sequence: weights set so the
+    decoder is a lookup of the next piece (for tests that need known output, grounding boxes say).
+
+    Each piece is one token (pieces that are not already are added to the tokenizer), all distinct. The decoder's
+    attention and MLP outputs are zero, so its last hidden state is the current token's embedding: piece i's
+    embedding is the basis vector i + 1, every other token's the basis vector 0, and the LM head maps basis
+    vector 0 to the first piece, vector i + 1 to piece i + 1 and the last piece's to EOS. Loaded and run through
+    the same code as any checkpoint."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tokenizer.add_tokens([piece for piece in pieces if piece not in tokenizer.get_vocab()])
+    chain = [tokenizer.convert_tokens_to_ids(piece) for piece in pieces]
+    if len(set(chain)) != len(chain) or len(chain) + 1 > TINY_DECODER["hidden_size"]:
+        raise ValueError("the pieces must be distinct, and fewer than the decoder is wide")
+    config = tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
+    model = DeepseekOcr2ForConditionalGeneration(config).eval()
+    text = model.model.language_model
+    with torch.no_grad():
+        for name, parameter in text.named_parameters():
+            if "o_proj" in name or "down_proj" in name:
+                parameter.zero_()
+        embed, head = text.embed_tokens.weight, model.lm_head.weight
+        embed.zero_()
+        embed[:, 0] = 1.0
+        head.zero_()
+        head[chain[0], 0] = 10.0
+        for index, token in enumerate(chain):
+            embed[token] = 0.0
+            embed[token, index + 1] = 1.0
+            head[chain[index + 1] if index + 1 < len(chain) else config.text_config.eos_token_id, index + 1] = 10.0
+    return _save_ocr2(model, tokenizer, path)
 
 
 def tiny_ocr1_config(vocab_size: int, *, max_position_embeddings: int = 4096) -> dict:

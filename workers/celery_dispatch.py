@@ -129,6 +129,10 @@ class CeleryDispatcher:
         with self._unavailable_as_503():
             return await self._reader.get(job_id)
 
+    async def request(self, job_id: str) -> OcrRequest | None:
+        with self._unavailable_as_503():
+            return await asyncio.to_thread(self._store.load_request, job_id)
+
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """The job's events, a rerun's repeated text left out (see workers.replays)."""
         once = ReplayFilter()

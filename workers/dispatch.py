@@ -55,6 +55,11 @@ class Dispatcher(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
+    async def request(self, job_id: str) -> OcrRequest | None:
+        """The job's request, documents included: kept for a background job while the job is, for a foreground
+        one only until it ends."""
+        ...
+
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Every event of the job from the first, ending with the terminal one."""
         ...

@@ -126,6 +126,10 @@ class LocalDispatcher:
         job = self._jobs.get(job_id)
         return job.record if job else None
 
+    async def request(self, job_id: str) -> OcrRequest | None:
+        job = self._jobs.get(job_id)
+        return job.request if job else None
+
     async def delete(self, job_id: str) -> bool:
         if await self.cancel(job_id) is None:
             return False
@@ -252,5 +256,6 @@ class LocalDispatcher:
                         request_id=request_id,
                     )
             finally:
-                job.request = None
+                if not job.record.background:  # a background job's pages stay readable (its page images)
+                    job.request = None
                 self._running.discard(job_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Router, delete, get, post
+from litestar import Response, Router, delete, get, post
 from litestar.openapi import ResponseSpec
 
 from app.auth import require_api_key
@@ -12,7 +12,7 @@ from app.context import AppContext
 from app.openapi import EventStreamOperation, error_responses
 from app.protocol.responses import ResponseCreateRequest, ResponseDeleted, ResponseObject
 from app.routes.job_post import job_post
-from app.serving import responses
+from app.serving import page_images, responses
 
 
 @job_post(
@@ -40,6 +40,19 @@ async def retrieve_response(
     return await responses.retrieve_response(ctx, response_id, stream=stream, starting_after=starting_after)
 
 
+@get(
+    "/responses/{response_id:str}/pages/{page:int}",
+    summary="A background response's page image (PNG), in the pixels its layout boxes are in",
+    media_type="image/png",
+    responses={
+        200: ResponseSpec(bytes, description="The page as the model read it", media_type="image/png"),
+        **FOUND_ERRORS,
+    },
+)
+async def get_page_image(response_id: str, page: int, ctx: AppContext) -> Response[bytes]:
+    return Response(await page_images.page_png(ctx, response_id, page), media_type="image/png")
+
+
 @delete("/responses/{response_id:str}", status_code=200, summary="Delete a response", responses=FOUND_ERRORS)
 async def delete_response(response_id: str, ctx: AppContext) -> ResponseDeleted:
     return await responses.delete_response(ctx, response_id)
@@ -57,6 +70,6 @@ async def cancel_response(response_id: str, ctx: AppContext) -> ResponseObject:
 
 responses_router = Router(
     path="/v1",
-    route_handlers=[create_response, retrieve_response, cancel_response, delete_response],
+    route_handlers=[create_response, retrieve_response, get_page_image, cancel_response, delete_response],
     guards=[require_api_key],
 )

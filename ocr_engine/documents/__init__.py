@@ -7,6 +7,7 @@ from ocr_engine.documents.pages import (
     PAGE_SELECTION_PATTERN,
     document_page_sizes,
     iter_document_pages,
+    page_image,
     parse_page_selection,
 )
 from ocr_engine.documents.payload import decode_base64_payload
@@ -23,6 +24,7 @@ __all__ = [
     "fetch_url",
     "iter_document_pages",
     "load_document",
+    "page_image",
     "parse_page_selection",
     "sniff_kind",
 ]

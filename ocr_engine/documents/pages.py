@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
+import msgspec
 from PIL import Image
 
 from ocr_engine.documents.images import image_page_sizes, iter_image_pages
@@ -80,3 +81,14 @@ def document_page_sizes(doc: Document, dpi: int, limits: DocumentLimits) -> list
     if doc.kind == "pdf":
         return pdf_page_sizes(doc.data, doc.selected_pages, dpi, limits)
     return image_page_sizes(doc.data, doc.selected_pages, limits)
+
+
+def page_image(documents: Sequence[Document], index: int, dpi: int, limits: DocumentLimits) -> Image.Image:
+    """Page `index` (0-based, counting the selected pages of `documents` in order) as the model was given it:
+    what its layout boxes are in the pixels of."""
+    for doc in documents:
+        pages = doc.selected_pages
+        if index < len(pages):
+            return next(iter_document_pages(msgspec.structs.replace(doc, pages=(pages[index],)), dpi, limits))
+        index -= len(pages)
+    raise IndexError("no such page")

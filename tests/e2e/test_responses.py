@@ -6,6 +6,7 @@ The tiny model is random: these tests check structure and invariants, never word
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import time
@@ -19,6 +20,7 @@ import openai
 import pytest
 from litellm.responses.utils import ResponsesAPIRequestUtils
 from openai.types.responses import Response
+from PIL import Image
 
 from tests.fixtures import PAGE_SPLIT, ServerHandle, data_url, pdf_bytes
 
@@ -408,3 +410,23 @@ def test_several_jobs_run_at_once_over_one_model(
                 break
             assert time.monotonic() < deadline, f"never two rows of two jobs in the batch: {workers}"
             time.sleep(0.05)
+
+
+def test_page_images_of_a_background_response(client: openai.OpenAI, server: ServerHandle) -> None:
+    """Each page as the model read it, in the pixels of its layout line; kept for background responses only."""
+    layout = {"ocr": {"output_format": "layout", "dpi": 72}}
+    created = client.responses.create(
+        model=server.model, input=pdf_input(2), max_output_tokens=4, background=True, extra_body=layout
+    )
+    done = wait_until_done(client, created.id)
+    lines = [json.loads(line) for line in done.output_text.splitlines()]
+    foreground = client.responses.create(model=server.model, input=pdf_input(1), max_output_tokens=2)
+    with server.client() as http:
+        for line in lines:
+            reply = http.get(f"/v1/responses/{created.id}/pages/{line['page']}")
+            assert (reply.status_code, reply.headers["content-type"]) == (200, "image/png")
+            assert Image.open(io.BytesIO(reply.content)).size == (line["width"], line["height"])
+        for path in (f"/v1/responses/{created.id}/pages/3", f"/v1/responses/{foreground.id}/pages/1"):
+            missing = http.get(path)
+            assert missing.status_code == 404 and missing.json()["error"]["param"] == "page", missing.text
+        assert http.get("/v1/responses/resp_unknown/pages/1").status_code == 404

@@ -77,7 +77,7 @@ def _routes(app: Litestar) -> list[HTTPRoute]:
 def test_options_allow_every_method_of_the_path(app: Litestar, client: TestClient) -> None:
     for route in _routes(app):
         path = route.path_format.replace("{response_id}", "resp_x").replace("{model_id}", "m")
-        path = path.replace("{file_path}", "swagger-ui.css").replace("{path}", "x")
+        path = path.replace("{file_path}", "swagger-ui.css").replace("{path}", "x").replace("{page}", "1")
         response = client.options(path)
         assert response.status_code == 204, path
         assert set(response.headers["allow"].split(", ")) == set(route.methods), path
@@ -184,3 +184,19 @@ def test_a_created_response_links_to_what_can_be_done_with_it(spec: dict) -> Non
     targets = {stored["get"]["operationId"], stored["delete"]["operationId"], cancel["operationId"]}
     assert {link["operationId"] for link in links.values()} == targets
     assert all(link["parameters"] == {"response_id": "$response.body#/id"} for link in links.values())
+
+
+def test_the_playground_is_served_from_the_package_unless_turned_off(client: TestClient, tiny_checkpoint) -> None:
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for asset in ("/ui/app.js", "/ui/markdown.js", "/ui/style.css"):
+        assert asset in page.text and client.get(asset).status_code == 200
+    assert "//" not in page.text.replace("https://example.com", "")  # nothing from a CDN: it works offline
+    with TestClient(_app(tiny_checkpoint, ui=False)) as without:
+        assert without.get("/ui").status_code == 404
+
+
+def test_the_page_image_route_is_documented_as_png(spec: dict) -> None:
+    operation = spec["paths"]["/v1/responses/{response_id}/pages/{page}"]["get"]
+    assert list(operation["responses"]["200"]["content"]) == ["image/png"]
+    assert {"401", "404", "503"} <= set(operation["responses"])
