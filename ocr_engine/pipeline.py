@@ -10,10 +10,11 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from queue import Empty, SimpleQueue
 from typing import NamedTuple, Protocol
 
+import msgspec
 from PIL import Image
 
 from ocr_engine.confidence import TokenTrace
@@ -45,7 +46,7 @@ class OcrListener:
         delta may carry tokens and no text: text held back, or a layout page, written whole at its end)."""
 
     def on_page(self, page: PageResult, pages_total: int) -> None:
-        """A page is finished."""
+        """A page is finished (told as it finishes: pages finish in any order, though their text comes in order)."""
 
     def cancelled(self) -> bool:
         return False
@@ -118,16 +119,21 @@ class _PageText:
 
 
 class _InOrder:
-    """Releases page deltas and finished pages in page order, holding back pages that run ahead of an unfinished
-    one (pages of a job decode side by side and finish in any order)."""
+    """Releases page deltas in page order, holding back pages that run ahead of an unfinished one (pages of a job
+    decode side by side and finish in any order). Pages an earlier run finished (`done`) are not run again:
+    their whole text is sent when their turn comes (a reader of the job's events drops what it saw already)."""
 
-    def __init__(self, listener: OcrListener, separator: str, pages_total: int) -> None:
+    def __init__(self, listener: OcrListener, separator: str, pages_total: int, done: Mapping[int, PageResult]) -> None:
         self.listener = listener
         self.separator = separator
         self.pages_total = pages_total
         self.current = 0
         self.pending: dict[int, _Pending] = {}
-        self.finished: dict[int, PageResult] = {}
+        self.done = done
+        self.finished: set[int] = set(done)
+        if first := done.get(0):
+            self._send(0, first.text, first.logprobs or [])
+        self._advance()
 
     def delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         if page == self.current:
@@ -135,17 +141,21 @@ class _InOrder:
         else:
             self.pending.setdefault(page, _Pending()).add(text, logprobs)
 
-    def page_done(self, page: PageResult) -> None:
-        self.finished[page.index] = page
-        while self.current in self.finished:
-            self.listener.on_page(self.finished[self.current], self.pages_total)
-            if self.current + 1 >= self.pages_total:
-                return
+    def page_done(self, index: int) -> None:
+        self.finished.add(index)
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.current in self.finished and self.current + 1 < self.pages_total:
             self.current += 1
             held = self.pending.pop(self.current, _Pending())
-            text = self.separator + "".join(held.text)
-            if text or held.logprobs:  # never an empty delta
-                self.listener.on_delta(self.current, text, held.logprobs)
+            if replayed := self.done.get(self.current):
+                held.add(replayed.text, replayed.logprobs or [])
+            self._send(self.current, self.separator + "".join(held.text), held.logprobs)
+
+    def _send(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
+        if text or logprobs:  # never an empty delta
+            self.listener.on_delta(page, text, logprobs)
 
 
 class _Page(NamedTuple):
@@ -155,14 +165,24 @@ class _Page(NamedTuple):
     sequence: PreparedSequence
 
 
-def _page_inputs(request: OcrRequest, limits: DocumentLimits) -> Iterator[tuple[str, Image.Image | None]]:
+def _page_inputs(
+    request: OcrRequest, limits: DocumentLimits, skip: Collection[int]
+) -> Iterator[tuple[int, str, Image.Image | None]]:
+    """(index, prompt, image) of every page to run, in order; pages in `skip` are not even rasterized."""
     prompt = request.sequence_prompt
     if not request.documents:
-        yield prompt, None
+        if 0 not in skip:
+            yield 0, prompt, None
         return
+    first = 0
     for document in request.documents:
-        for image in iter_document_pages(document, request.dpi, limits):
-            yield prompt, image
+        selected = document.selected_pages
+        wanted = [index for index in range(first, first + len(selected)) if index not in skip]
+        if wanted:
+            chosen = msgspec.structs.replace(document, pages=tuple(selected[index - first] for index in wanted))
+            for index, image in zip(wanted, iter_document_pages(chosen, request.dpi, limits), strict=True):
+                yield index, prompt, image
+        first += len(selected)
 
 
 class _PageSink:
@@ -200,8 +220,17 @@ class _Submitter:
     """The job's feeder: reads and prepares its pages in order (prefetched) and submits each to the engine's
     scheduler while the job has fewer than `ahead` pages waiting to start there."""
 
-    def __init__(self, engine: OcrEngine, request: OcrRequest, limits: DocumentLimits, *, background: bool) -> None:
+    def __init__(
+        self,
+        engine: OcrEngine,
+        request: OcrRequest,
+        limits: DocumentLimits,
+        *,
+        background: bool,
+        skip: Collection[int],
+    ) -> None:
         self.engine, self.request, self.limits, self.background = engine, request, limits, background
+        self.skip = skip
         self.inbox: SimpleQueue[tuple] = SimpleQueue()
         self.rows: list[Row] = []
         self.stopping = threading.Event()
@@ -214,15 +243,16 @@ class _Submitter:
         adapter = engine.adapter
         mode = resolve_mode(adapter.family, request.mode)
 
-        def prepare(item: tuple[str, Image.Image | None]) -> _Page:
-            prompt, image = item
+        def prepare(item: tuple[int, str, Image.Image | None]) -> tuple[int, _Page]:
+            index, prompt, image = item
             if image is None and request.prompt_token_ids is not None:
-                return _Page(None, PreparedSequence(input_ids=list(request.prompt_token_ids)))
-            return _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
+                return index, _Page(None, PreparedSequence(input_ids=list(request.prompt_token_ids)))
+            return index, _Page(image.size if image else None, adapter.prepare(prompt, image, mode))
 
         count = 0
+        inputs = _page_inputs(request, self.limits, self.skip)
         try:
-            for (page,) in BatchPrefetcher(prepare, engine.prepare_workers).run(_page_inputs(request, self.limits), 1):
+            for ((count, page),) in BatchPrefetcher(prepare, engine.prepare_workers).run(inputs, 1):
                 while not self.room.acquire(timeout=0.1):
                     if self.stopping.is_set():
                         return
@@ -241,11 +271,10 @@ class _Submitter:
                 if self.stopping.is_set():
                     row.cancel()
                     return
-                count += 1
         except BaseException as exc:  # raised on the job's thread, in its turn
             self.inbox.put((_ERROR, count, exc))
             return
-        self.inbox.put((_END, count, None))
+        self.inbox.put((_END, max(request.page_total, 1), None))
 
     def stop(self) -> None:
         """Cancel every row of the job, and submit no more."""
@@ -283,16 +312,19 @@ def run_ocr(
     limits: DocumentLimits,
     listener: OcrListener | None = None,
     background: bool = False,
+    finished: Mapping[int, PageResult] | None = None,
 ) -> OcrResult:
     """OCR every selected page of every document (or answer a text-only prompt) and join the pages. The pages
     decode in the engine's running batch beside every other job's; this thread turns their tokens into text,
     sends their text at most every `FLUSH_S` (coalesced: one delta per page), checks for cancellation every
-    `CANCEL_POLL_S` and raises what `listener.cancelled` raises."""
+    `CANCEL_POLL_S` and raises what `listener.cancelled` raises. `finished` holds the pages an earlier run of the
+    job finished (a job handed over to this worker): they are not run again, their text is sent again in turn."""
     listener = listener or OcrListener()
+    finished = finished or {}
     separator = _page_separator(request)
-    ordered = _InOrder(listener, separator, max(request.page_total, 1))
-    results: list[PageResult] = []
-    submitter = _Submitter(engine, request, limits, background=background)
+    ordered = _InOrder(listener, separator, max(request.page_total, 1), finished)
+    results: list[PageResult] = list(finished.values())
+    submitter = _Submitter(engine, request, limits, background=background, skip=finished)
     pages: dict[int, _OpenPage] = {}
     total: int | None = None
     next_check = next_flush = 0.0
@@ -378,5 +410,6 @@ def _finish_page(ordered: _InOrder, index: int, page: _OpenPage, end: RowEnd) ->
         confidence=page.text.trace.confidence(text_spans(raw_text)),
         logprobs=page.logprobs,
     )
-    ordered.page_done(result)
+    ordered.listener.on_page(result, ordered.pages_total)  # now, not in turn: a finished page is kept at once
+    ordered.page_done(index)
     return result

@@ -48,13 +48,13 @@ def execute(
     resend: Resend,
 ) -> None:
     """Run one queued job. A job that is gone, finished (cancelled while queued) or running on another live
-    worker is skipped; a job whose worker died runs again from the start. Past `time_limit` the job fails at its
-    next decode step (soft limit); a minute later, if it is stuck in a call that never returns, the job is marked
-    failed, the worker's other jobs are requeued for other workers, and the process exits (hard limit), to be
-    restarted by its supervisor. The worker runs many jobs at once, and one job must never run twice side by
-    side: a message for a job already running here (delivered twice, or requeued while this worker was taken
-    for lost) waits for that run to end, then claims the job as any message does (and is skipped if the run
-    finished it)."""
+    worker is skipped; a job whose worker died runs again, but not the pages its earlier runs finished. Past
+    `time_limit` the job fails at its next decode step (soft limit); a minute later, if it is stuck in a call
+    that never returns, the job is marked failed, the worker's other jobs are requeued for other workers, and
+    the process exits (hard limit), to be restarted by its supervisor. The worker runs many jobs at once, and
+    one job must never run twice side by side: a message for a job already running here (delivered twice, or
+    requeued while this worker was taken for lost) waits for that run to end, then claims the job as any
+    message does (and is skipped if the run finished it)."""
     with reporter.running(job_id):  # waits while another run of this job is in flight here
         record = store.claim(job_id, reporter.worker_id, registry.is_alive)
         if record is None:
@@ -90,6 +90,9 @@ def execute(
             requeue_jobs_of(store, me, reason, resend, keep=job_id)  # the others run again elsewhere, none lost
             os._exit(70)
 
+        finished = store.finished_pages(job_id)  # by an earlier run (a lost worker's): not read again
+        if finished:
+            log.info("job %s: %d of its pages were finished by an earlier run", job_id, len(finished))
         with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
             run_job(
                 job_id,
@@ -99,6 +102,7 @@ def execute(
                 cancelled,
                 background=record.background,
                 request_id=record.meta.get("request_id"),
+                finished=finished,
             )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ocr_engine.results import FinishReason, OcrResult, TokenLogprob
+from ocr_engine.results import FinishReason, OcrResult, PageResult, TokenLogprob
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,10 +47,14 @@ class TextDelta(JobEvent, tag="delta", omit_defaults=True):
 
 
 class PageFinished(JobEvent, tag="page"):
+    """A page is done, sent as it finishes (pages of a job finish in any order; their text streams in order).
+    `result` makes it durable: a job handed to another worker does not read this page again."""
+
     page: int
     pages_done: int
     pages_total: int
     finish_reason: FinishReason
+    result: PageResult | None = None  # None from workers of earlier versions
 
 
 class JobCompleted(JobEvent, tag="completed"):

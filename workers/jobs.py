@@ -72,8 +72,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
         match event:
             case JobClaimed(worker=worker):
                 self.worker = worker
-            case JobRequeued():
-                self.state, self.worker, self.pages_done = JobState.QUEUED, None, 0
+            case JobRequeued():  # its finished pages stay finished: the next run does not read them again
+                self.state, self.worker = JobState.QUEUED, None
             case JobStarted(pages_total=total):
                 self.state, self.pages_total = JobState.RUNNING, total
             case PageFinished(pages_done=done):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import torch
 
@@ -13,7 +14,7 @@ from ocr_engine.kv_budget import kv_cache_budget
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.pipeline import OcrListener, run_ocr
 from ocr_engine.request import OcrRequest
-from ocr_engine.results import OcrResult
+from ocr_engine.results import OcrResult, PageResult
 from ocr_engine.scheduler import SchedulerLimits, SchedulerStats
 from ocr_engine.slot_cache import SlotCache
 from workers.devices import available_devices, public_name, torch_device
@@ -62,8 +63,21 @@ class ModelHost:
         per_token = SlotCache.for_decoder(self._decoder_config, device, dtype).bytes_per_token()
         return kv_cache_budget(self.options.kv_cache_tokens, device, per_token, self.options.gpu_memory_utilization)
 
-    def __call__(self, request: OcrRequest, listener: OcrListener, background: bool = False) -> OcrResult:
-        return run_ocr(self.engine, request, limits=self.options.limits, listener=listener, background=background)
+    def __call__(
+        self,
+        request: OcrRequest,
+        listener: OcrListener,
+        background: bool = False,
+        finished: Mapping[int, PageResult] | None = None,
+    ) -> OcrResult:
+        return run_ocr(
+            self.engine,
+            request,
+            limits=self.options.limits,
+            listener=listener,
+            background=background,
+            finished=finished,
+        )
 
     def stats(self) -> SchedulerStats:
         return self.engine.stats()

@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 
 from ocr_engine.errors import ServiceUnavailable
 from ocr_engine.request import OcrRequest
-from workers.events import TERMINAL_EVENTS, AnyEvent, JobClaimed, JobEvent, JobRequeued, TextDelta
+from ocr_engine.results import PageResult
+from workers.events import TERMINAL_EVENTS, AnyEvent, JobClaimed, JobEvent, JobRequeued, PageFinished, TextDelta
 from workers.jobs import JobRecord, JobState
 
 PREFIX = "ocrserve:job:"
@@ -180,6 +181,15 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.client.get(record_key(job_id))
         return None if raw is None else _record_decoder.decode(raw)
+
+    def finished_pages(self, job_id: str) -> dict[int, PageResult]:
+        """The pages the job's runs so far have finished (their `PageFinished` events), by page index."""
+        pages: dict[int, PageResult] = {}
+        for _, fields in self.client.xrange(events_key(job_id)):
+            event = _event_decoder.decode(fields[b"e"])
+            if isinstance(event, PageFinished) and event.result is not None:
+                pages[event.page] = event.result
+        return pages
 
     def load_request(self, job_id: str) -> OcrRequest | None:
         raw = self.client.get(request_key(job_id))

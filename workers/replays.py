@@ -1,11 +1,13 @@
-"""A job handed to another worker runs again from its first page: its event stream then holds the text of the
-pages twice. Readers get it once: after a `JobRequeued`, the new run's text is dropped up to what each page had
-already sent, and a second `JobStarted` is dropped too. The filter is a pure function of the stream from its
-start, so replays (`starting_after`) see exactly what live readers saw.
+"""A job handed to another worker runs again, all but the pages its earlier runs finished (their `PageFinished`
+events carry them), whose text it sends again in turn: its event stream then holds some pages' text twice.
+Readers get it once: after a `JobRequeued`, the new run's text is dropped up to what each page had already
+sent, and a second `JobStarted` is dropped too. The filter is a pure function of the stream from its start, so
+replays (`starting_after`) see exactly what live readers saw.
 
-Decoding is greedy by default and the same model gives the same text, so the new run's text continues the old
-one. With sampling it may differ: the stream then keeps the old run's beginning and the new run's rest, while
-the job's result (sync replies, polls) is the new run's text.
+A finished page's text is sent again as it was, so the stream and the result agree on it. The page a worker
+was lost in runs again: greedy decoding (the default) on the same model gives the same text, so the new run
+continues the old one; with sampling it may differ, and the stream then keeps that page's old beginning and
+new rest, while the job's result (sync replies, polls) has the new run's page.
 """
 
 from __future__ import annotations

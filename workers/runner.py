@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
 from ocr_engine.pipeline import OcrListener
@@ -25,7 +26,18 @@ from workers.events import (
 from workers.logs import log_context
 
 log = logging.getLogger(__name__)
-OcrFunction = Callable[[OcrRequest, OcrListener, bool], OcrResult]  # (request, listener, background)
+
+
+class OcrFunction(Protocol):
+    """Runs a job's request (`ModelHost`): `finished` holds the pages an earlier run of the job finished."""
+
+    def __call__(
+        self,
+        request: OcrRequest,
+        listener: OcrListener,
+        background: bool = False,
+        finished: Mapping[int, PageResult] | None = None,
+    ) -> OcrResult: ...
 
 
 class JobHandedOver(Exception):
@@ -33,10 +45,10 @@ class JobHandedOver(Exception):
 
 
 class _EventListener(OcrListener):
-    def __init__(self, emit: Callable[[JobEvent], None], cancelled: Callable[[], bool]) -> None:
+    def __init__(self, emit: Callable[[JobEvent], None], cancelled: Callable[[], bool], pages_done: int) -> None:
         self.emit = emit
         self.is_cancelled = cancelled
-        self.pages_done = 0
+        self.pages_done = pages_done
 
     def on_delta(self, page: int, text: str, logprobs: list[TokenLogprob]) -> None:
         self.emit(TextDelta(page=page, text=text, logprobs=logprobs))
@@ -49,6 +61,7 @@ class _EventListener(OcrListener):
                 pages_done=self.pages_done,
                 pages_total=pages_total,
                 finish_reason=page.finish_reason,
+                result=page,
             )
         )
 
@@ -73,16 +86,19 @@ def run_job(
     *,
     background: bool = False,
     request_id: str | None = None,
+    finished: Mapping[int, PageResult] | None = None,
 ) -> None:
     """Emit started → deltas/pages → exactly one terminal event. Never raises. Records logged meanwhile carry
-    the job id and `request_id` (the API request that submitted the job)."""
+    the job id and `request_id` (the API request that submitted the job). `finished`: the pages an earlier run
+    finished, not run again."""
+    finished = finished or {}
     with log_context(request_id=request_id, job_id=job_id):
         started = time.perf_counter()
         try:
             if cancelled():
                 raise JobCancelled("the job was cancelled before it started")
             emit(JobStarted(pages_total=max(request.page_total, 1)))
-            result = ocr(request, _EventListener(emit, cancelled), background)
+            result = ocr(request, _EventListener(emit, cancelled, len(finished)), background, finished)
         except JobCancelled:
             log.info("job %s (request %s): cancelled", job_id, request_id or "-")
             emit(JobCancelledEvent())

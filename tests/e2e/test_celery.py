@@ -8,11 +8,13 @@ import asyncio
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import msgspec
 import pytest
 import redis
 
@@ -31,10 +33,10 @@ from tests.fixtures import (
 from workers.celery_dispatch import CeleryDispatcher
 from workers.celery_worker import execute
 from workers.engine_options import EngineOptions
-from workers.events import JobCancelled, JobEvent, JobRequeued, JobStarted, TextDelta
+from workers.events import AnyEvent, JobCancelled, JobEvent, JobRequeued, JobStarted, PageFinished, TextDelta
 from workers.jobs import JobRecord, JobState
 from workers.model_host import ModelHost
-from workers.redis_store import JobStore
+from workers.redis_store import JobStore, events_key
 from workers.registry import WORKERS_KEY, WorkerInfo, WorkerRegistry
 from workers.reporter import WorkerReporter
 
@@ -160,6 +162,41 @@ def test_a_job_whose_worker_is_killed_completes_on_another_worker(
         record = wait_until(api.in_state(job.id, JobState.COMPLETED), "the redelivered job to complete")
     assert record.result is not None and [page.index for page in record.result.pages] == [0, 1, 2]
     assert record.pages_done == 3
+
+
+def raw_events(redis_url: str, job_id: str) -> list[JobEvent]:
+    """The job's stream as the workers wrote it (no reader's replay filter)."""
+    with redis.Redis.from_url(redis_url) as client:
+        entries = client.xrange(events_key(job_id))
+    return [msgspec.msgpack.decode(fields[b"e"], type=AnyEvent) for _, fields in entries]
+
+
+def test_a_killed_workers_finished_pages_are_not_read_again(
+    api: Api, redis_url: str, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    """One page at a time on the victim, killed once two pages are done: the rescuer reads only the rest (each
+    page ends in exactly one PageFinished), and text, stream and result equal an undisturbed run's."""
+    request = pdf_job(pages=6, max_tokens=200)
+    one_at_a_time = {**WORKER_ENV, "OCRSERVE_MAX_NUM_SEQS": "1"}
+    with running_worker(tiny_checkpoint, server_logs, "celery-resume-victim", redis_url, one_at_a_time) as victim:
+        job = api.submit(request)
+        wait_until(api.in_state(job.id, JobState.RUNNING, pages_done=2), "two pages to be done")
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+    before = api.get(job.id)
+    assert before is not None and 2 <= before.pages_done < 6
+    with running_worker(tiny_checkpoint, server_logs, "celery-resume-rescuer", redis_url, WORKER_ENV):
+        resumed = wait_until(api.in_state(job.id, JobState.COMPLETED), "the handed-over job to complete")
+        again = api.submit(request)
+        undisturbed = wait_until(api.in_state(again.id, JobState.COMPLETED), "an undisturbed run")
+    events = raw_events(redis_url, job.id)
+    assert any(isinstance(event, JobRequeued) for event in events)
+    runs = Counter(event.page for event in events if isinstance(event, PageFinished))
+    assert runs == dict.fromkeys(range(6), 1)  # no page finished twice: the victim's pages were not read again
+    assert resumed.result is not None and undisturbed.result is not None
+    assert resumed.result.text == undisturbed.result.text
+    assert "".join(e.text for e in api.events(job.id) if isinstance(e, TextDelta)) == resumed.result.text
+    assert resumed.pages_done == 6
 
 
 def test_the_registry_lists_live_workers_and_hands_a_lost_workers_job_to_another(

@@ -197,3 +197,16 @@ def test_bad_logprob_and_prompt_fields_are_400s_naming_them(server, call: dict, 
         reply = http.post(path, json=body)
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["param"].startswith(param), reply.json()
+
+
+def test_a_logit_bias_of_minus_100_removes_the_greedy_token(client, server, reference) -> None:
+    """The first greedy token (known from the model itself) never appears once biased away (told by its bytes:
+    the texts of tokens that split a character are all U+FFFD)."""
+    banned = reference.ids[0]
+    reply = client.chat.completions.create(
+        model=server.model, messages=MESSAGES, max_tokens=STEPS, logprobs=True, logit_bias={str(banned): -100}
+    )
+    content = reply.choices[0].logprobs.content
+    assert len(content) == STEPS and reference.texts(banned)[1] not in [entry.bytes for entry in content]
+    # the figures stay the model's own: the token now first is less likely than the banned one was
+    assert content[0].logprob < reference.logprobs[0]

@@ -46,12 +46,31 @@ def test_pages_stream_in_order_and_join_with_the_separator(engine):
     )
     recorder = Recorder()
     result = run_ocr(engine, request, limits=LIMITS, listener=recorder)
-    assert [p.index for p in result.pages] == recorder.pages == [0, 1, 2]
+    assert [p.index for p in result.pages] == sorted(recorder.pages) == [0, 1, 2]  # told as each one finishes
     assert "".join(text for _, text in recorder.deltas) == result.text
     assert result.text == "\n@@\n".join(p.text for p in result.pages)
     assert [page for page, _ in recorder.deltas] == sorted(page for page, _ in recorder.deltas)
     assert result.usage.completion_tokens == sum(p.usage.completion_tokens for p in result.pages)
     assert all(p.usage.prompt_tokens > 257 for p in result.pages)
+
+
+def test_a_resumed_job_runs_only_the_pages_an_earlier_run_did_not_finish(engine):
+    """A job handed over with pages 0 and 2 finished: only 1 and 3 run; the text and the result are the
+    undisturbed run's, the finished pages' text sent again in its turn."""
+    document = load_document(pdf_bytes(4), name="doc.pdf", limits=LIMITS)
+    request = OcrRequest(
+        prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=6), page_separator="\n@@\n"
+    )
+    whole = run_ocr(engine, request, limits=LIMITS)
+    recorder = Recorder()
+    finished = {0: whole.pages[0], 2: whole.pages[2]}
+    resumed = run_ocr(engine, request, limits=LIMITS, listener=recorder, finished=finished)
+    assert sorted(recorder.pages) == [1, 3]
+    assert [(p.index, p.text, p.usage) for p in resumed.pages] == [(p.index, p.text, p.usage) for p in whole.pages]
+    assert resumed.text == whole.text == "".join(text for _, text in recorder.deltas)
+    assert [page for page, _ in recorder.deltas] == sorted(page for page, _ in recorder.deltas)
+    everything = run_ocr(engine, request, limits=LIMITS, listener=Recorder(), finished=dict(enumerate(whole.pages)))
+    assert everything.text == whole.text
 
 
 def test_page_selection_and_raw_output(engine):
