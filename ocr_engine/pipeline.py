@@ -87,17 +87,20 @@ class _PageText:
 
     def __init__(self, engine: OcrEngine, request: OcrRequest, formatter: _Formatter, trace: TokenTrace) -> None:
         adapter = engine.adapter
-        skip = {adapter.eos_token_id, adapter.pad_token_id, adapter.tokenizer.bos_token_id}
-        self.detokenizer = IncrementalDetokenizer(adapter.tokenizer, skip_token_ids=skip - {None})
+        self.skip = {adapter.eos_token_id, adapter.pad_token_id, adapter.tokenizer.bos_token_id} - {None}
+        self.detokenizer = IncrementalDetokenizer(adapter.tokenizer, skip_token_ids=self.skip)
         self.stop = StopMatcher(request.sampling.stop)
         self.formatter = formatter
         self.trace = trace
+        self.decoded = 0  # characters the detokenizer has given: where the next token's text starts
         self.raw: list[str] = []
         self.text: list[str] = []
 
     def push(self, token: TokenLogprob) -> str:
         piece = self.detokenizer.push(token.token_id)
-        self.trace.add(token.logprob, piece)
+        self.decoded += len(piece)
+        if token.token_id not in self.skip:  # a pad or BOS the model wrote is no part of the page's text
+            self.trace.add(token.logprob, piece)
         return self._format(self.stop.feed(piece))
 
     def finish(self) -> str:
@@ -380,8 +383,10 @@ def _take_tokens(page: _OpenPage, row: Row, tokens: list[TokenLogprob], pending:
         if page.text.stop.stopped:
             return
         page.completion_tokens += 1
+        start = page.text.decoded
         pending.text.append(page.text.push(token))
         if page.logprobs is not None:
+            token = msgspec.structs.replace(token, offset=start)
             page.logprobs.append(token)
             pending.logprobs.append(token)
         if page.text.stop.stopped:

@@ -26,11 +26,13 @@ class Usage(msgspec.Struct, kw_only=True):
 
 class TokenLogprob(msgspec.Struct, frozen=True, array_like=True):
     """A generated token and its log probability under the model (log-softmax of its raw logits, before
-    penalties, biases and the repetition guard); `top` holds the most likely alternatives, when asked for."""
+    penalties, biases and the repetition guard); `top` holds the most likely alternatives, when asked for, and
+    `offset` where the token's text starts in its page's raw text (-1 until the job's pipeline has placed it)."""
 
     token_id: int
     logprob: float
     top: tuple[tuple[int, float], ...] = ()
+    offset: int = -1
 
 
 class Confidence(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,7 +8,6 @@ and tokenizers that are not byte-level give their decoded text and its bytes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 
@@ -25,11 +24,9 @@ def _byte_stand_ins() -> dict[str, int]:
 
 
 def _is_byte_level(tokenizer: Any) -> bool:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return False
-    decoder = json.loads(backend.to_str()).get("decoder") or {}
-    return '"ByteLevel"' in json.dumps(decoder)
+    """Whether the tokenizer's decoder is (or includes) byte-level BPE's: read off its description, cheaply."""
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    return decoder is not None and "ByteLevel(" in repr(decoder)
 
 
 class TokenTexts:

@@ -63,6 +63,7 @@ class CeleryDispatcher:
         self._where = redis_location(redis_url)
         self._store = JobStore.connect(redis_url, retention)
         self._reader = AsyncJobReader.connect(redis_url)
+        self._last_request: tuple[str, OcrRequest] | None = None
         self._celery = make_celery(redis_url, redelivery_timeout=redelivery_timeout)
         self._status = EngineStatus(readiness=Readiness.LOADING, message="connecting to Redis")
         self._monitor: asyncio.Task[None] | None = None
@@ -92,7 +93,7 @@ class CeleryDispatcher:
     ) -> JobRecord:
         """The enqueue runs to its end even if the request is cancelled meanwhile: a job its thread creates keeps
         the job slot the caller reserved for it (see `_to_the_end`)."""
-        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
+        record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
         with self._unavailable_as_503():
             await _to_the_end(asyncio.to_thread(self._enqueue, record, request))
         return record
@@ -130,8 +131,15 @@ class CeleryDispatcher:
             return await self._reader.get(job_id)
 
     async def request(self, job_id: str) -> OcrRequest | None:
+        """The last one read is kept: a client reading a job's page images one by one decodes its (possibly
+        large) request once."""
+        cached = self._last_request
+        if cached is not None and cached[0] == job_id:
+            return cached[1]
         with self._unavailable_as_503():
-            return await asyncio.to_thread(self._store.load_request, job_id)
+            request = await asyncio.to_thread(self._store.load_request, job_id)
+        self._last_request = None if request is None else (job_id, request)
+        return request
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """The job's events, a rerun's repeated text left out (see workers.replays)."""

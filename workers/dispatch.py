@@ -56,8 +56,8 @@ class Dispatcher(Protocol):
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     async def request(self, job_id: str) -> OcrRequest | None:
-        """The job's request, documents included: kept for a background job while the job is, for a foreground
-        one only until it ends."""
+        """The job's request, documents included: until the job ends, or while it is kept for one that keeps
+        its documents (`JobRecord.keeps_documents`)."""
         ...
 
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:

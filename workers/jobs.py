@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult
 from workers.events import (
     JobCancelled,
@@ -51,6 +52,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     background: bool = False
     worker: str | None = None  # the worker that claimed the job (Celery mode)
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    keeps_documents: bool = False  # its request outlives its run, for its page images (see `of`)
 
     @classmethod
     def new(
@@ -64,6 +66,21 @@ class JobRecord(msgspec.Struct, kw_only=True):
         """`meta` is opaque to the job layer: the API keeps what it needs to rebuild its reply there. `job_id` is
         for callers that must know the id before the job exists (admission control reserves a slot under it)."""
         return cls(id=job_id or new_job_id(), pages_total=pages_total, background=background, meta=meta or {})
+
+    @classmethod
+    def of(
+        cls,
+        request: OcrRequest,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """The record of a new job for `request`. A background job with layout output keeps its documents while
+        it is kept (its page images are what its boxes are drawn on); every other job lets them go at its end."""
+        record = cls.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
+        record.keeps_documents = background and request.output_format == "layout" and bool(request.documents)
+        return record
 
     def apply(self, event: JobEvent) -> None:
         """Advance the record; events after a terminal state are ignored (a late cancel loses to completion)."""

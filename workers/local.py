@@ -109,7 +109,7 @@ class LocalDispatcher:
         job_id: str | None = None,
     ) -> JobRecord:
         self._evict()
-        record = JobRecord.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
+        record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
         job = _Job(record=record, request=request)
         self._jobs[job.record.id] = job
         self._queues[background].put(job.record.id)
@@ -256,6 +256,6 @@ class LocalDispatcher:
                         request_id=request_id,
                     )
             finally:
-                if not job.record.background:  # a background job's pages stay readable (its page images)
+                if not job.record.keeps_documents:
                     job.request = None
                 self._running.discard(job_id)

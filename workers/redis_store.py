@@ -258,8 +258,8 @@ class JobStore:
                     _track_queued(pipe, before, record, requeued_until, self.ttl)
                     pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                     pipe.expire(events_key(job_id), self.ttl)
-                    if isinstance(event, TERMINAL_EVENTS) and not record.background:
-                        pipe.delete(request_key(job_id))  # a background job's stays for its page images
+                    if isinstance(event, TERMINAL_EVENTS) and not record.keeps_documents:
+                        pipe.delete(request_key(job_id))
                     pipe.execute()
                     return record
                 except redis.WatchError:

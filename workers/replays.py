@@ -16,9 +16,12 @@ from workers.events import JobEvent, JobRequeued, JobStarted, TextDelta
 
 
 class ReplayFilter:
+    """Characters and tokens (a delta's log probabilities) are counted apart, per page: a delta may carry
+    tokens whose text is still held back."""
+
     def __init__(self) -> None:
-        self._sent: dict[int, int] = {}  # characters each page has sent
-        self._rerun: dict[int, int] | None = None  # characters each page produced since the last requeue
+        self._sent: dict[int, tuple[int, int]] = {}  # (characters, tokens) each page has sent
+        self._rerun: dict[int, tuple[int, int]] | None = None  # what each page produced since the last requeue
         self._started = False
 
     def __call__(self, event: JobEvent) -> JobEvent | None:
@@ -30,15 +33,19 @@ class ReplayFilter:
                 return None
             case JobStarted():
                 self._started = True
-            case TextDelta(page=page, text=text) if self._rerun is not None:
-                before = self._rerun.get(page, 0)
-                self._rerun[page] = before + len(text)
-                skip = self._sent.get(page, 0) - before
-                if skip >= len(text):
+            case TextDelta(page=page, text=text, logprobs=tokens) if self._rerun is not None:
+                chars, count = self._rerun.get(page, (0, 0))
+                self._rerun[page] = (chars + len(text), count + len(tokens))
+                sent_chars, sent_count = self._sent.get(page, (0, 0))
+                text, tokens = text[max(sent_chars - chars, 0) :], tokens[max(sent_count - count, 0) :]
+                if not (text or tokens):
                     return None
-                if skip > 0:
-                    event = TextDelta(page=page, text=text[skip:])
-                self._sent[page] = self._rerun[page]
-            case TextDelta(page=page, text=text):
-                self._sent[page] = self._sent.get(page, 0) + len(text)
+                event = TextDelta(page=page, text=text, logprobs=tokens)
+                self._sent[page] = (
+                    max(sent_chars, self._rerun[page][0]),
+                    max(sent_count, self._rerun[page][1]),
+                )
+            case TextDelta(page=page, text=text, logprobs=tokens):
+                chars, count = self._sent.get(page, (0, 0))
+                self._sent[page] = (chars + len(text), count + len(tokens))
         return event

@@ -27,8 +27,8 @@ from workers.jobs import JobRecord
 
 
 def _logprobs(body: ChatCompletionRequest) -> int | None:
-    """OpenAI's rule: `top_logprobs` only with `logprobs: true`."""
-    if body.top_logprobs is not None and not body.logprobs:
+    """OpenAI's rule: `top_logprobs` only with `logprobs: true` (0, its off value, goes with either)."""
+    if body.top_logprobs and not body.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", code="invalid_value", param="top_logprobs")
     return (body.top_logprobs or 0) if body.logprobs else None
 

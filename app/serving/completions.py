@@ -9,7 +9,7 @@ from app.errors import ApiError
 from app.protocol.common import UsageInfo
 from app.protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from app.serving import jobs
-from app.serving.logprobs import LegacyLogprobs, result_tokens
+from app.serving.logprobs import legacy_logprobs, result_tokens
 from app.serving.prompt_limit import check_prompt_length, check_prompt_tokens
 from app.serving.sse import DONE, EventStream, frame
 from ocr_engine.request import OcrRequest
@@ -81,13 +81,12 @@ async def create_completion(ctx: AppContext, body: CompletionRequest) -> Complet
     request = await to_job(ctx, body)
     record = await jobs.submit(ctx, request)
     echo = request.prompt if body.echo else ""
-    legacy = LegacyLogprobs(ctx.token_texts) if request.sampling.logprobs is not None else None
+    logprobs_wanted = request.sampling.logprobs is not None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = _chunks(ctx, record, body.model, echo, include_usage, legacy)
-        return EventStream(stream)
+        return EventStream(_chunks(ctx, record, body.model, echo, include_usage))
     result = await jobs.collect(ctx, record)
-    logprobs = legacy.columns(result_tokens(result)) if legacy else None
+    logprobs = legacy_logprobs(ctx.token_texts, result_tokens(result)) if logprobs_wanted else None
     choice = CompletionChoice(index=0, text=echo + result.text, finish_reason=result.finish_reason, logprobs=logprobs)
     return Completion(
         id=f"cmpl-{record.id}",
@@ -99,7 +98,7 @@ async def create_completion(ctx: AppContext, body: CompletionRequest) -> Complet
 
 
 async def _chunks(
-    ctx: AppContext, record: JobRecord, model: str, echo: str, include_usage: bool, legacy: LegacyLogprobs | None
+    ctx: AppContext, record: JobRecord, model: str, echo: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
     def chunk(
         text: str,
@@ -123,7 +122,7 @@ async def _chunks(
     async for event in jobs.follow(ctx, record):
         match event:
             case TextDelta(text=text, logprobs=tokens) if text or tokens:
-                yield chunk(text, logprobs=legacy.columns(tokens) if legacy and tokens else None)
+                yield chunk(text, logprobs=legacy_logprobs(ctx.token_texts, tokens) if tokens else None)
             case JobCompleted(result=result):
                 yield chunk("", result.finish_reason)
                 if include_usage:

@@ -1,14 +1,15 @@
 """The engine's token log probabilities and page confidences in OpenAI's shapes.
 
 Chat and the Responses API list each token with its text, bytes and alternatives (`TokenLogprob`); completions
-use the legacy columns, whose `text_offset` counts characters of the choice's text, so a stream keeps its count
-from one chunk to the next (`LegacyLogprobs`).
+use the legacy columns, whose `text_offset` is where each token's text starts in the choice's text (the page's
+raw text: a completion is one page in the `raw` format), as the engine placed it.
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterable
+
+import msgspec
 
 from app.protocol.common import OcrPage, PageConfidence, TokenLogprob, TopLogprob
 from app.protocol.completions import CompletionLogprobs
@@ -30,26 +31,18 @@ def result_tokens(result: results.OcrResult) -> list[results.TokenLogprob]:
     return [token for page in result.pages for token in page.logprobs or ()]
 
 
-class LegacyLogprobs:
-    """Completions' legacy columns, chunk after chunk: text offsets go on from where the last chunk ended."""
-
-    def __init__(self, texts: TokenTexts) -> None:
-        self.texts = texts
-        self.offset = 0
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def columns(self, tokens: Iterable[results.TokenLogprob]) -> CompletionLogprobs:
-        columns = CompletionLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
-        for token in tokens:
-            text, raw = self.texts(token.token_id)
-            columns.tokens.append(text)
-            columns.token_logprobs.append(token.logprob)
-            columns.top_logprobs.append(
-                {text: token.logprob} | {self.texts(i)[0]: value for i, value in token.top if self.texts(i)[0] != text}
-            )
-            columns.text_offset.append(self.offset)
-            self.offset += len(self._decoder.decode(bytes(raw)))
-        return columns
+def legacy_logprobs(texts: TokenTexts, tokens: Iterable[results.TokenLogprob]) -> CompletionLogprobs:
+    """Completions' columns, for a whole choice or one chunk."""
+    columns = CompletionLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
+    for token in tokens:
+        text = texts(token.token_id)[0]
+        columns.tokens.append(text)
+        columns.token_logprobs.append(token.logprob)
+        columns.top_logprobs.append(
+            {text: token.logprob} | {texts(i)[0]: value for i, value in token.top if texts(i)[0] != text}
+        )
+        columns.text_offset.append(token.offset)
+    return columns
 
 
 def ocr_pages(result: results.OcrResult) -> list[OcrPage]:
@@ -57,9 +50,7 @@ def ocr_pages(result: results.OcrResult) -> list[OcrPage]:
         OcrPage(
             page=page.index + 1,
             finish_reason=page.finish_reason,
-            confidence=None
-            if page.confidence is None
-            else PageConfidence(mean=page.confidence.mean, min=page.confidence.min, tokens=page.confidence.tokens),
+            confidence=None if page.confidence is None else PageConfidence(**msgspec.structs.asdict(page.confidence)),
         )
         for page in result.pages
     ]

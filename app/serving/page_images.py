@@ -25,10 +25,10 @@ async def page_png(ctx: AppContext, response_id: str, page: int) -> bytes:
     record = await find(ctx, response_id)
     request = await ctx.dispatcher.request(record.id)
     if request is None:
-        kept = "a foreground response's" if not record.background else "this response's"
         raise ApiError(
             404,
-            f"{kept} documents are not kept: page images exist for background responses while they are stored",
+            "this response's documents are not kept: page images exist for background responses with layout "
+            'output (`"ocr": {"output_format": "layout"}`) while they are stored, for others only while they run',
             code="page_not_found",
             param="page",
         )

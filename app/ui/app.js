@@ -7,7 +7,13 @@ const $ = (id) => document.getElementById(id);
 const LABEL_COLOURS = { title: "#2457c5", text: "#2f9e44", table: "#d9480f", image: "#9c36b5", figure: "#9c36b5" };
 const SEPARATOR = "\n\n<--- Page Split --->\n\n";
 
-const state = { file: null, job: null, pages: [], lines: [], controller: null, poll: null };
+const state = { file: null, job: null, pages: [], poll: null, urls: [] };
+
+function objectUrl(blob) {
+  const url = URL.createObjectURL(blob);
+  state.urls.push(url);
+  return url;
+}
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -102,7 +108,7 @@ function drawBoxes(figure, page) {
     box.style.top = `${(100 * y1) / page.height}%`;
     box.style.width = `${(100 * (x2 - x1)) / page.width}%`;
     box.style.height = `${(100 * (y2 - y1)) / page.height}%`;
-    box.style.setProperty("--box", LABEL_COLOURS[block.label] || "#d9480f");
+    box.style.setProperty("--box", Object.hasOwn(LABEL_COLOURS, block.label) ? LABEL_COLOURS[block.label] : "#d9480f");
     box.title = block.text;
     const label = document.createElement("span");
     label.textContent = block.label;
@@ -114,14 +120,20 @@ function drawBoxes(figure, page) {
 async function showPageImage(card, page) {
   const figure = card.section.querySelector(".figure");
   if (!page.width || !state.job) return;
-  const response = await fetch(`/v1/responses/${state.job}/pages/${page.page}`, { headers: headers() });
+  let response;
+  try {
+    response = await fetch(`/v1/responses/${state.job}/pages/${page.page}`, { headers: headers() });
+  } catch (error) {
+    figure.textContent = `no page image: ${error.message}`;
+    return;
+  }
   if (!response.ok) {
     figure.textContent = `no page image: ${await apiError(response)}`;
     return;
   }
   const image = new Image();
   image.alt = `page ${page.page}`;
-  image.src = URL.createObjectURL(await response.blob());
+  image.src = objectUrl(await response.blob());
   figure.append(image);
   drawBoxes(figure, page);
 }
@@ -154,7 +166,7 @@ function offerDownloads() {
   const markdown = lines.map((line) => JSON.parse(line).text).join(SEPARATOR) + "\n";
   const link = (id, text, type) => {
     const anchor = $(id);
-    anchor.href = URL.createObjectURL(new Blob([text], { type }));
+    anchor.href = objectUrl(new Blob([text], { type }));
     anchor.download = `${state.name}.${id === "download-md" ? "md" : "jsonl"}`;
   };
   link("download-md", markdown, "text/markdown");
@@ -199,7 +211,12 @@ function onEvent(type, data) {
 
 async function pollProgress() {
   if (!state.job) return;
-  const response = await fetch(`/v1/responses/${state.job}`, { headers: headers() });
+  let response;
+  try {
+    response = await fetch(`/v1/responses/${state.job}`, { headers: headers() });
+  } catch {
+    return; // the next poll tries again; the stream says how the job ends
+  }
   if (!response.ok) return;
   const job = await response.json();
   if (job.status === "queued" || job.status === "in_progress") {
@@ -235,6 +252,7 @@ async function start(event) {
     return;
   }
   sessionStorage.setItem("ocrserve-key", $("api-key").value);
+  state.urls.splice(0).forEach((url) => URL.revokeObjectURL(url)); // the last run's page images and downloads
   Object.assign(state, { job: null, pages: [], buffer: "", name: (state.file?.name || "document").replace(/\.[^.]*$/, "") });
   $("pages-view").replaceChildren();
   $("downloads").hidden = true;

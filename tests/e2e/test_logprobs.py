@@ -119,7 +119,14 @@ def test_completions_legacy_logprobs_from_token_ids(client, server, reference, p
     assert logprobs.token_logprobs == pytest.approx(reference.logprobs, abs=TOLERANCE)
     for top, chosen, expected in zip(logprobs.top_logprobs, texts, reference.top, strict=True):
         assert chosen in top and set(top) <= {chosen, *(reference.texts(i)[0] for i, _ in expected)}
+    text = reply.choices[0].text
     assert logprobs.text_offset[0] == 0 and logprobs.text_offset == sorted(logprobs.text_offset)
+    # each token's text where its offset says (but bytes of a character split over tokens, whose text is U+FFFD,
+    # and the token after one that never completed: the random model writes invalid UTF-8, which reads as U+FFFD)
+    previous = ""
+    for token, offset in zip(logprobs.tokens, logprobs.text_offset, strict=True):
+        assert "\ufffd" in token + previous or text[offset:].startswith(token), (token, offset, text)
+        previous = token
     text_prompt = client.completions.create(model=server.model, prompt=PROMPT, max_tokens=STEPS)
     assert reply.choices[0].text == text_prompt.choices[0].text  # ids and their text: the same prompt
 

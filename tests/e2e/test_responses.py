@@ -413,7 +413,7 @@ def test_several_jobs_run_at_once_over_one_model(
 
 
 def test_page_images_of_a_background_response(client: openai.OpenAI, server: ServerHandle) -> None:
-    """Each page as the model read it, in the pixels of its layout line; kept for background responses only."""
+    """Each page as the model read it, in the pixels of its layout line; kept for background layout responses."""
     layout = {"ocr": {"output_format": "layout", "dpi": 72}}
     created = client.responses.create(
         model=server.model, input=pdf_input(2), max_output_tokens=4, background=True, extra_body=layout
@@ -421,12 +421,15 @@ def test_page_images_of_a_background_response(client: openai.OpenAI, server: Ser
     done = wait_until_done(client, created.id)
     lines = [json.loads(line) for line in done.output_text.splitlines()]
     foreground = client.responses.create(model=server.model, input=pdf_input(1), max_output_tokens=2)
+    markdown = client.responses.create(model=server.model, input=pdf_input(1), max_output_tokens=2, background=True)
+    wait_until_done(client, markdown.id)
     with server.client() as http:
         for line in lines:
             reply = http.get(f"/v1/responses/{created.id}/pages/{line['page']}")
             assert (reply.status_code, reply.headers["content-type"]) == (200, "image/png")
             assert Image.open(io.BytesIO(reply.content)).size == (line["width"], line["height"])
-        for path in (f"/v1/responses/{created.id}/pages/3", f"/v1/responses/{foreground.id}/pages/1"):
+        not_kept = (foreground.id, markdown.id)  # a foreground response's documents, a markdown one's
+        for path in (f"/v1/responses/{created.id}/pages/3", *(f"/v1/responses/{i}/pages/1" for i in not_kept)):
             missing = http.get(path)
             assert missing.status_code == 404 and missing.json()["error"]["param"] == "page", missing.text
         assert http.get("/v1/responses/resp_unknown/pages/1").status_code == 404

@@ -119,7 +119,13 @@ def test_an_unsupported_chat_parameter_is_a_400_naming_it(client, server, field:
 
 def test_unsupported_parameters_at_their_off_values_are_accepted(client, server) -> None:
     messages = [{"role": "user", "content": PROMPT}]
-    off = {"tools": [], "tool_choice": "none", "logprobs": False, "response_format": {"type": "text"}}
+    off = {
+        "tools": [],
+        "tool_choice": "none",
+        "logprobs": False,
+        "top_logprobs": 0,
+        "response_format": {"type": "text"},
+    }
     reply = client.chat.completions.create(model=server.model, messages=messages, max_tokens=2, extra_body=off)
     assert reply.choices[0].finish_reason in ("stop", "length")
     completion = client.completions.create(model=server.model, prompt=PROMPT, max_tokens=2, best_of=1, logprobs=0)

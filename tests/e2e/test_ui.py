@@ -100,6 +100,20 @@ def test_a_pdf_is_read_page_by_page_with_its_boxes_drawn(page, scripted_server: 
     assert not page.locator(".box").first.is_visible()
 
 
+def test_model_text_cannot_inject_markup(page, scripted_server: ServerHandle) -> None:
+    """The page's Markdown renderer, run in the browser: tags from the model are text, except table tags with
+    numeric spans and <center>."""
+    page.goto(f"{scripted_server.url}/ui")
+    hostile = '<img src=x onerror="window.hit=1"> <script>window.hit=2</script> <td onclick="x()">a</td>'
+    html = page.evaluate("text => renderMarkdown(text)", hostile)
+    assert "<img" not in html and "<script" not in html and "<td onclick" not in html
+    assert "&lt;img" in html and "&lt;script&gt;" in html
+    table = page.evaluate("text => renderMarkdown(text)", '<table><tr><td colspan="2">x</td></tr></table>')
+    assert table == '<p><table><tr><td colspan="2">x</td></tr></table></p>'
+    page.evaluate("html => { document.querySelector('#pages-view').innerHTML = html; }", html)
+    assert page.evaluate("() => window.hit") is None
+
+
 def test_the_key_field_an_api_error_and_a_cancelled_job(page, keyed_server: ServerHandle, tmp_path) -> None:
     page.goto(f"{keyed_server.url}/ui")
     page.wait_for_selector("#model:has-text('enter the API key')")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ocr_engine.results import TokenLogprob
 from workers.events import JobEvent, JobRequeued, JobStarted, PageFinished, TextDelta
 from workers.replays import ReplayFilter
 
@@ -57,3 +58,16 @@ def test_requeued_twice_and_without_a_requeue_nothing_is_lost_or_doubled() -> No
     assert text(read(events)) == full
     plain = run(full, 3)
     assert read(plain) == plain
+
+
+def test_tokens_are_replayed_once_too_even_in_deltas_without_text() -> None:
+    """With log probabilities a delta carries tokens, some with no text yet (a layout page's): after a requeue
+    each token reaches readers once, those of a delta half seen before included."""
+    tokens = [TokenLogprob(token_id=index, logprob=-0.5) for index in range(6)]
+    first = [TextDelta(page=0, text="", logprobs=tokens[:2]), TextDelta(page=0, text="ab", logprobs=tokens[2:3])]
+    rerun = [TextDelta(page=0, text="", logprobs=tokens[:1]), TextDelta(page=0, text="abc", logprobs=tokens[1:4])]
+    rest = [TextDelta(page=0, text="", logprobs=tokens[4:])]
+    events = read([*first, JobRequeued(worker="w1", reason="lost"), *rerun, *rest])
+    seen = [token for event in events if isinstance(event, TextDelta) for token in event.logprobs]
+    assert seen == tokens
+    assert text(events) == {0: "abc"}
