@@ -76,31 +76,34 @@ def _block_matches(raw: str) -> list[re.Match[str]]:
     return matches
 
 
-def parse_grounding(raw: str) -> list[GroundedBlock]:
-    """One block per `<|ref|>`, in order; text before the first `<|ref|>` is in no block. Never raises."""
+Span = tuple[int, int]
+
+
+def grounded_blocks(raw: str) -> list[tuple[GroundedBlock, Span]]:
+    """One block per `<|ref|>`, in order, with where its text lies in `raw` (start, end); text before the first
+    `<|ref|>` is in no block. Never raises."""
     return [
-        GroundedBlock(
-            label=clean_markdown(match["label"]),
-            boxes=_parse_boxes(match["det"] or ""),
-            text=clean_markdown(match["text"]),
+        (
+            GroundedBlock(
+                label=clean_markdown(match["label"]),
+                boxes=_parse_boxes(match["det"] or ""),
+                text=clean_markdown(match["text"]),
+            ),
+            match.span("text"),
         )
         for match in _block_matches(raw)
     ]
 
 
-Span = tuple[int, int]
-
-
-def block_text_spans(raw: str) -> list[Span]:
-    """Where the text of each block of `parse_grounding(raw)` lies in `raw` (start, end), block by block."""
-    return [match.span("text") for match in _block_matches(raw)]
+def parse_grounding(raw: str) -> list[GroundedBlock]:
+    return [block for block, _ in grounded_blocks(raw)]
 
 
 def text_spans(raw: str) -> list[Span]:
     """The parts of `raw` that are text rather than grounding (tags, labels, boxes): what precedes the first
     `<|ref|>`, then each block's text."""
     first = raw.find(REF_OPEN)
-    return [(0, len(raw) if first < 0 else first), *block_text_spans(raw)]
+    return [(0, len(raw) if first < 0 else first), *(match.span("text") for match in _block_matches(raw))]
 
 
 def to_pixels(box: tuple[int, int, int, int], width: int, height: int) -> Box:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from ocr_engine.confidence import TokenTrace
-from ocr_engine.grounding import Box, block_text_spans, clean_markdown, parse_grounding, text_spans, to_pixels
+from ocr_engine.grounding import Box, clean_markdown, grounded_blocks, text_spans, to_pixels
 from ocr_engine.results import Confidence
 
 PageSize = tuple[int, int]
@@ -41,7 +41,6 @@ def layout_blocks(raw: str, size: PageSize | None, trace: TokenTrace | None = No
     none without a page image (nothing to place them on)."""
     if size is None:
         return []
-    spans = block_text_spans(raw)
     return [
         LayoutBlock(
             label=block.label,
@@ -49,7 +48,7 @@ def layout_blocks(raw: str, size: PageSize | None, trace: TokenTrace | None = No
             text=block.text,
             confidence=trace.confidence([span]) if trace else None,
         )
-        for block, span in zip(parse_grounding(raw), spans, strict=True)
+        for block, span in grounded_blocks(raw)
         for box in block.boxes
     ]
 

@@ -298,8 +298,8 @@ class _Events:
             **fields,
         )
 
-    def _text_part(self, text: str) -> dict[str, Any]:
-        return {"item_id": self.item_id, "output_index": 0, "content_index": 0, "part": OutputText(text=text)}
+    def _ids(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "output_index": 0, "content_index": 0}
 
     def created(self) -> list[StreamEvent]:
         return [self._next(ResponseCreated, response=self._snapshot("queued"))]
@@ -309,7 +309,7 @@ class _Events:
         return [
             self._next(ResponseInProgress, response=self._snapshot("in_progress")),
             self._next(OutputItemAdded, output_index=0, item=_message(self.record, "in_progress", None)),
-            self._next(ContentPartAdded, **self._text_part("")),
+            self._next(ContentPartAdded, part=OutputText(text=""), **self._ids()),
         ]
 
     def map(self, event: JobEvent) -> list[StreamEvent]:
@@ -318,9 +318,8 @@ class _Events:
                 return self._start(total)
             case TextDelta(text=text, logprobs=tokens) if text or tokens:
                 self.text.append(text)
-                ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
                 logprobs = token_logprobs(self.texts, tokens)
-                return [self._next(OutputTextDelta, delta=text, logprobs=logprobs, **ids)]
+                return [self._next(OutputTextDelta, delta=text, logprobs=logprobs, **self._ids())]
             case PageFinished(pages_done=done):
                 self.pages_done = done
             case JobCompleted(result=result):
@@ -337,14 +336,13 @@ class _Events:
     def _complete(self, result: OcrResult) -> list[StreamEvent]:
         events = [] if self.started else self._start(self.pages_total)
         status = _status_of(result)
-        ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
         final = ResponseCompleted if status == "completed" else ResponseIncomplete
         logprobs = token_logprobs(self.texts, result_tokens(result))
         part = OutputText(text=result.text, logprobs=logprobs)
         return [
             *events,
-            self._next(OutputTextDone, text=result.text, logprobs=logprobs, **ids),
-            self._next(ContentPartDone, item_id=self.item_id, output_index=0, content_index=0, part=part),
+            self._next(OutputTextDone, text=result.text, logprobs=logprobs, **self._ids()),
+            self._next(ContentPartDone, part=part, **self._ids()),
             self._next(OutputItemDone, output_index=0, item=_message(self.record, status, result.text, logprobs)),
             self._next(final, response=self._snapshot(status, text=result.text, result=result)),
         ]
