@@ -56,6 +56,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
             redelivery_timeout=settings.redelivery_timeout,
             worker_timeout=settings.worker_timeout,
             switch_timeout=settings.switch_timeout,
+            shard_pages=settings.shard_pages,
         )
     from workers.local import LocalDispatcher
     from workers.model_host import ModelHost

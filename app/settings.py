@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     url_allowed_hosts: tuple[str, ...] = ()
     url_allow_private: bool = False
     job_retention: int = 86400
+    shard_pages: int = 16
     job_time_limit: int = 3600
     redelivery_timeout: int = 3900
     ngram_size: int = 30
@@ -154,6 +155,10 @@ HELP: dict[str, str] = {
     "url_allowed_hosts": "comma-separated hosts (or *.domain) URLs may point to; empty = any public host",
     "url_allow_private": "allow URLs resolving to private, loopback or link-local addresses",
     "job_retention": "seconds a job's record, events and documents are kept in Redis",
+    "shard_pages": (
+        "Celery mode: a job of more pages runs as shards of this many pages, each a job any worker takes, side by "
+        "side; 0 = never split"
+    ),
     "job_time_limit": "seconds a worker may spend on one job before it is stopped (failed)",
     "redelivery_timeout": (
         "seconds before Celery hands out an unacknowledged job again (the backstop when no live worker saw its "

@@ -76,11 +76,6 @@ def _formatter(request: OcrRequest, index: int, size: PageSize | None, trace: To
     return MarkdownStreamCleaner() if request.output_format == "markdown" else _Verbatim()
 
 
-def _page_separator(request: OcrRequest) -> str:
-    """Layout pages are self-contained JSON lines, each ending in a newline: nothing goes between them."""
-    return "" if request.output_format == "layout" else request.page_separator
-
-
 class _PageText:
     """raw token ids → text → stop sequences → the output format, for one page; `trace` records where each
     token's text went (for the page's confidence)."""
@@ -324,7 +319,7 @@ def run_ocr(
     job finished (a job handed over to this worker): they are not run again, their text is sent again in turn."""
     listener = listener or OcrListener()
     finished = finished or {}
-    separator = _page_separator(request)
+    separator = request.text_separator
     ordered = _InOrder(listener, separator, max(request.page_total, 1), finished)
     results: list[PageResult] = list(finished.values())
     submitter = _Submitter(engine, request, limits, background=background, skip=finished)

@@ -83,5 +83,11 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
         return image_prompt(self.prompt) if self.documents else self.prompt
 
     @property
+    def text_separator(self) -> str:
+        """What goes between two pages' text: the page separator, or nothing for layout JSON lines (each ends in
+        its own newline)."""
+        return "" if self.output_format == "layout" else self.page_separator
+
+    @property
     def page_total(self) -> int:
         return sum(len(d.selected_pages) for d in self.documents)

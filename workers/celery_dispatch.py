@@ -17,10 +17,11 @@ from ocr_engine.request import OcrRequest
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, make_celery, queue_for
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCancelled, JobError, JobEvent, JobFailed
-from workers.jobs import JobRecord, JobState
+from workers.jobs import JobRecord, JobState, Shard, Sharding
 from workers.redis_store import AsyncJobReader, JobStore, redis_location, unavailable_as_503
 from workers.registry import SwitchResult, WorkerInfo, choose_device, read_workers
 from workers.replays import ReplayFilter
+from workers.shards import merge_events, merge_records, split_request
 from workers.switching import SwitchCommand, send_switch, switch_replies
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ async def _to_the_end(work: Awaitable[T]) -> T:
     return task.result()
 
 
+def _log_ids(record: JobRecord) -> dict[str, Any]:
+    """What a child job carries of its parent's meta: the API request's id, for the worker's log lines."""
+    return {key: record.meta[key] for key in ("request_id",) if key in record.meta}
+
+
 class CeleryDispatcher:
     def __init__(
         self,
@@ -56,8 +62,10 @@ class CeleryDispatcher:
         redelivery_timeout: int,
         worker_timeout: float,
         switch_timeout: float,
+        shard_pages: int = 0,
     ) -> None:
         self._url = redis_url
+        self._shard_pages = shard_pages
         self._worker_timeout = worker_timeout
         self._switch_timeout = switch_timeout
         self._where = redis_location(redis_url)
@@ -92,10 +100,15 @@ class CeleryDispatcher:
         job_id: str | None = None,
     ) -> JobRecord:
         """The enqueue runs to its end even if the request is cancelled meanwhile: a job its thread creates keeps
-        the job slot the caller reserved for it (see `_to_the_end`)."""
+        the job slot the caller reserved for it (see `_to_the_end`). A job of more than `shard_pages` pages runs
+        as shards (workers.shards)."""
         record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
+        parts = split_request(request, self._shard_pages)
         with self._unavailable_as_503():
-            await _to_the_end(asyncio.to_thread(self._enqueue, record, request))
+            if len(parts) == 1:
+                await _to_the_end(asyncio.to_thread(self._enqueue, record, request))
+            else:
+                await _to_the_end(asyncio.to_thread(self._enqueue_shards, record, request, parts))
         return record
 
     async def queued_pages(self, background: bool) -> int:
@@ -116,6 +129,21 @@ class CeleryDispatcher:
                 raise ServiceUnavailable(f"cannot queue the job at {self._where} (OCRSERVE_REDIS_URL): {exc}") from exc
             raise
 
+    def _enqueue_shards(self, record: JobRecord, request: OcrRequest, parts: list[tuple[int, OcrRequest]]) -> None:
+        """The parent record (with the request only if the job keeps its documents: the children never do), then
+        each child as a job of its own, in page order (their messages queue in that order)."""
+        children = []
+        for first, part in parts:
+            child = JobRecord.of(part, background=record.background, meta={"parent": record.id, **_log_ids(record)})
+            child.keeps_documents = False
+            children.append((first, child, part))
+        shards = tuple(Shard(job_id=child.id, first_page=first) for first, child, _ in children)
+        record.sharding = Sharding(shards=shards, separator=request.text_separator)
+        self._store.create_parent(record, request if record.keeps_documents else None)
+        log.info("job %s: %d pages in %d shards", record.id, record.pages_total, len(shards))
+        for _, child, part in children:
+            self._enqueue(child, part)
+
     def _fail_unsent(self, job_id: str, exc: Exception) -> None:
         """Best effort: the Redis that refused the message may refuse this too; the record then expires, and its
         pages stop counting, at the end of the retention."""
@@ -128,7 +156,11 @@ class CeleryDispatcher:
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._unavailable_as_503():
-            return await self._reader.get(job_id)
+            record = await self._reader.get(job_id)
+            if record is None or record.sharding is None:
+                return record
+            children = [await self._reader.get(shard.job_id) for shard in record.sharding.shards]
+        return merge_records(record, children)
 
     async def request(self, job_id: str) -> OcrRequest | None:
         """The last one read is kept: a client reading a job's page images one by one decodes its (possibly
@@ -142,7 +174,21 @@ class CeleryDispatcher:
         return request
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        """The job's events, a rerun's repeated text left out (see workers.replays)."""
+        """The job's events, a rerun's repeated text left out (see workers.replays); a sharded job's made from
+        its children's (see workers.shards)."""
+        with self._unavailable_as_503():
+            record = await self._reader.get(job_id)
+        source = self._own_events if record is None or record.sharding is None else self._merged_events
+        async for event in source(record or job_id):
+            yield event
+
+    async def _merged_events(self, parent: JobRecord | str) -> AsyncIterator[JobEvent]:
+        assert isinstance(parent, JobRecord)
+        async for event in merge_events(parent, self._own_events):
+            yield event
+
+    async def _own_events(self, job: JobRecord | str) -> AsyncIterator[JobEvent]:
+        job_id = job if isinstance(job, str) else job.id
         once = ReplayFilter()
         with self._unavailable_as_503():
             async for event in self._reader.events(job_id):
@@ -153,6 +199,10 @@ class CeleryDispatcher:
         record = await self.get(job_id)
         if record is None:
             return None
+        if record.sharding is not None:
+            for shard in record.sharding.shards:
+                await self.cancel(shard.job_id)
+            return await self.get(job_id)
         with self._unavailable_as_503():
             await asyncio.to_thread(self._store.request_cancel, job_id)
             if record.state is JobState.QUEUED:
@@ -161,9 +211,12 @@ class CeleryDispatcher:
         return await self.get(job_id)
 
     async def delete(self, job_id: str) -> bool:
-        if await self.cancel(job_id) is None:
+        record = await self.cancel(job_id)
+        if record is None:
             return False
         with self._unavailable_as_503():
+            for shard in record.sharding.shards if record.sharding else ():
+                await asyncio.to_thread(self._store.delete, shard.job_id)
             await asyncio.to_thread(self._store.delete, job_id)
         return True
 

@@ -40,6 +40,20 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+class Shard(msgspec.Struct, frozen=True, kw_only=True):
+    """A child job of a sharded job: its pages start at the parent's page `first_page`."""
+
+    job_id: str
+    first_page: int
+
+
+class Sharding(msgspec.Struct, frozen=True, kw_only=True):
+    """A parent job's children, in page order, and the separator its pages are joined with (workers.shards)."""
+
+    shards: tuple[Shard, ...]
+    separator: str
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     id: str
     state: JobState = JobState.QUEUED
@@ -53,6 +67,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     worker: str | None = None  # the worker that claimed the job (Celery mode)
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     keeps_documents: bool = False  # its request outlives its run, for its page images (see `of`)
+    sharding: Sharding | None = None  # a parent job: its children run its pages (Celery mode, workers.shards)
 
     @classmethod
     def new(

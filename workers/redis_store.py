@@ -178,6 +178,15 @@ class JobStore:
                 _enter_queue(pipe, record, self.ttl * 1000, self.ttl)
             pipe.execute()
 
+    def create_parent(self, record: JobRecord, request: OcrRequest | None) -> None:
+        """Store a sharded job's parent: a record (and its request when it keeps its documents), never queued
+        (its children are)."""
+        with self.client.pipeline() as pipe:
+            if request is not None:
+                pipe.set(request_key(record.id), _encoder.encode(request), ex=self.ttl)
+            pipe.set(record_key(record.id), _encoder.encode(record), ex=self.ttl)
+            pipe.execute()
+
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.client.get(record_key(job_id))
         return None if raw is None else _record_decoder.decode(raw)

@@ -33,7 +33,16 @@ from tests.fixtures import (
 from workers.celery_dispatch import CeleryDispatcher
 from workers.celery_worker import execute
 from workers.engine_options import EngineOptions
-from workers.events import AnyEvent, JobCancelled, JobEvent, JobRequeued, JobStarted, PageFinished, TextDelta
+from workers.events import (
+    AnyEvent,
+    JobCancelled,
+    JobClaimed,
+    JobEvent,
+    JobRequeued,
+    JobStarted,
+    PageFinished,
+    TextDelta,
+)
 from workers.jobs import JobRecord, JobState
 from workers.model_host import ModelHost
 from workers.redis_store import JobStore, events_key
@@ -66,11 +75,16 @@ def wait_until(check: Callable[[], T | None], what: str, deadline_s: float = 180
 class Api:
     """The API side of Celery mode in this process: the same dispatcher `ocrserve serve` uses."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, shard_pages: int = 0) -> None:
         self.redis_url = redis_url
         self.loop = asyncio.new_event_loop()
         self.dispatcher = CeleryDispatcher(
-            redis_url, retention=600, redelivery_timeout=REDELIVERY_S, worker_timeout=3, switch_timeout=30
+            redis_url,
+            retention=600,
+            redelivery_timeout=REDELIVERY_S,
+            worker_timeout=3,
+            switch_timeout=30,
+            shard_pages=shard_pages,
         )
         self.loop.run_until_complete(self.dispatcher.start())
 
@@ -197,6 +211,62 @@ def test_a_killed_workers_finished_pages_are_not_read_again(
     assert resumed.result.text == undisturbed.result.text
     assert "".join(e.text for e in api.events(job.id) if isinstance(e, TextDelta)) == resumed.result.text
     assert resumed.pages_done == 6
+
+
+def test_two_workers_share_a_sharded_job_and_it_reads_as_one_run(
+    redis_url: str, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    """A 24-page job in shards of 4 over two one-job-at-a-time workers: both take shards, and the text, the
+    stream and the pages are a one-shard run's, in order."""
+    request = pdf_job(pages=24, max_tokens=6)
+    one_job = {**WORKER_ENV, "OCRSERVE_WORKER_CONCURRENCY": "1"}
+    sharded, whole = Api(redis_url, shard_pages=4), Api(redis_url)
+    try:
+        with (
+            running_worker(tiny_checkpoint, server_logs, "celery-shards-a", redis_url, one_job),
+            running_worker(tiny_checkpoint, server_logs, "celery-shards-b", redis_url, one_job),
+        ):
+            sharded.wait_for_workers(["ready", "ready"])
+            job = sharded.submit(request)
+            done = wait_until(sharded.in_state(job.id, JobState.COMPLETED), "the sharded job")
+            single = whole.submit(request)
+            reference = wait_until(whole.in_state(single.id, JobState.COMPLETED), "the one-shard run")
+        assert done.sharding is not None and len(done.sharding.shards) == 6
+        claims = {
+            event.worker
+            for shard in done.sharding.shards
+            for event in raw_events(redis_url, shard.job_id)
+            if isinstance(event, JobClaimed)
+        }
+        assert len(claims) == 2  # both workers ran some of its pages
+        assert done.result is not None and reference.result is not None
+        assert [page.index for page in done.result.pages] == list(range(24)) and done.pages_done == 24
+        assert [page.text for page in done.result.pages] == [page.text for page in reference.result.pages]
+        assert done.result.text == reference.result.text
+        streamed = [event for event in sharded.events(job.id)]
+        assert "".join(e.text for e in streamed if isinstance(e, TextDelta)) == done.result.text
+        assert [e.pages_done for e in streamed if isinstance(e, PageFinished)] == list(range(1, 25))
+    finally:
+        sharded.close()
+        whole.close()
+
+
+def test_cancelling_a_sharded_job_stops_every_shard(redis_url: str, tiny_checkpoint: Path, server_logs: Path) -> None:
+    sharded = Api(redis_url, shard_pages=2)
+    try:
+        with running_worker(tiny_checkpoint, server_logs, "celery-shards-cancel", redis_url, WORKER_ENV):
+            job = sharded.submit(pdf_job(pages=8, max_tokens=3000))
+            wait_until(sharded.in_state(job.id, JobState.RUNNING), "the sharded job to start")
+            sharded.loop.run_until_complete(sharded.dispatcher.cancel(job.id))
+            record = wait_until(sharded.in_state(job.id, JobState.CANCELLED), "the cancellation")
+            assert record.sharding is not None
+            children = [
+                wait_until(sharded.in_state(shard.job_id, JobState.CANCELLED), "a shard to stop")
+                for shard in record.sharding.shards
+            ]
+        assert len(children) == 4 and sum(child.pages_done for child in children) < 8
+    finally:
+        sharded.close()
 
 
 def test_the_registry_lists_live_workers_and_hands_a_lost_workers_job_to_another(
