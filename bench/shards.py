@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 from common import make_text_pdf, tiny_checkpoint, verdict
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures import running_redis, running_server, running_worker, wait_for_worker
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

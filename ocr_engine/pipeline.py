@@ -261,7 +261,7 @@ class _Submitter:
                     page.sequence,
                     request.sampling,
                     _PageSink(count, self.inbox, self.room),
-                    generator=make_generator(request.sampling, adapter.device, count),
+                    generator=make_generator(request.sampling, adapter.device, request.first_page + count),
                     priority=BACKGROUND if self.background else INTERACTIVE,
                     group=self.group,
                 )

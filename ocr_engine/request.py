@@ -75,6 +75,7 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
     mode: str | None = None  # resolution mode (ocr_engine.modes); None = the model family's default
     dpi: int = 144
     page_separator: str = DEFAULT_PAGE_SEPARATOR
+    first_page: int = 0  # a shard of a larger job: its pages are the job's from here (their sampling seeds are)
 
     @property
     def sequence_prompt(self) -> str:

@@ -160,7 +160,12 @@ class CeleryDispatcher:
             if record is None or record.sharding is None:
                 return record
             children = [await self._reader.get(shard.job_id) for shard in record.sharding.shards]
-        return merge_records(record, children)
+        merged = merge_records(record, children)
+        if merged.state in (JobState.FAILED, JobState.CANCELLED):  # a child ended the job: stop the others
+            for child in children:
+                if child is not None and not child.state.terminal:
+                    await self._cancel_job(child)
+        return merged
 
     async def request(self, job_id: str) -> OcrRequest | None:
         """The last one read is kept: a client reading a job's page images one by one decodes its (possibly
@@ -202,13 +207,17 @@ class CeleryDispatcher:
         if record.sharding is not None:
             for shard in record.sharding.shards:
                 await self.cancel(shard.job_id)
-            return await self.get(job_id)
-        with self._unavailable_as_503():
-            await asyncio.to_thread(self._store.request_cancel, job_id)
-            if record.state is JobState.QUEUED:
-                await asyncio.to_thread(self._store.append, job_id, JobCancelled())
-                await asyncio.to_thread(self._celery.control.revoke, job_id)
+        else:
+            await self._cancel_job(record)
         return await self.get(job_id)
+
+    async def _cancel_job(self, record: JobRecord) -> None:
+        """Flag a job that runs, revoke one that waits."""
+        with self._unavailable_as_503():
+            await asyncio.to_thread(self._store.request_cancel, record.id)
+            if record.state is JobState.QUEUED:
+                await asyncio.to_thread(self._store.append, record.id, JobCancelled())
+                await asyncio.to_thread(self._celery.control.revoke, record.id)
 
     async def delete(self, job_id: str) -> bool:
         record = await self.cancel(job_id)

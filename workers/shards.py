@@ -43,7 +43,7 @@ def split_request(request: OcrRequest, shard_pages: int) -> list[tuple[int, OcrR
             )
             for number in numbers
         )
-        shards.append((first, msgspec.structs.replace(request, documents=documents)))
+        shards.append((first, msgspec.structs.replace(request, documents=documents, first_page=first)))
     return shards
 
 

@@ -37,7 +37,9 @@ from workers.events import (
     AnyEvent,
     JobCancelled,
     JobClaimed,
+    JobError,
     JobEvent,
+    JobFailed,
     JobRequeued,
     JobStarted,
     PageFinished,
@@ -249,6 +251,24 @@ def test_two_workers_share_a_sharded_job_and_it_reads_as_one_run(
     finally:
         sharded.close()
         whole.close()
+
+
+def test_a_failed_shard_fails_the_job_and_stops_the_others(redis_url: str) -> None:
+    """No worker needed: the shards wait in the queue; one is marked failed, and the next read of the job says
+    failed and cancels the rest."""
+    sharded = Api(redis_url, shard_pages=2)
+    try:
+        job = sharded.submit(pdf_job(pages=6, max_tokens=4))
+        assert job.sharding is not None and sharded.get(job.id).state is JobState.QUEUED
+        first, *others = (shard.job_id for shard in job.sharding.shards)
+        error = JobError(code="unsupported_document", message="page 2 could not be read", kind="invalid_request")
+        JobStore.connect(redis_url, 600).append(first, JobFailed(error=error))
+        failed = sharded.get(job.id)
+        assert failed.state is JobState.FAILED and failed.error == error
+        assert [sharded.get(other).state for other in others] == [JobState.CANCELLED] * 2
+        assert isinstance(sharded.events(job.id)[-1], JobFailed)
+    finally:
+        sharded.close()
 
 
 def test_cancelling_a_sharded_job_stops_every_shard(redis_url: str, tiny_checkpoint: Path, server_logs: Path) -> None:

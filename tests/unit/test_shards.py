@@ -27,6 +27,7 @@ def test_shards_are_consecutive_page_ranges_across_documents() -> None:
     shards = split_request(request(2, 3), 4)
     assert [[doc.selected_pages for doc in part.documents] for _, part in shards] == [[(0, 1), (0, 1)], [(2,)]]
     assert all(part.page_separator == SEPARATOR for _, part in shards)
+    assert [part.first_page for _, part in shards] == [0, 4]  # seeds per page as unsharded
 
 
 def test_a_small_job_or_no_shard_size_is_not_split() -> None:
