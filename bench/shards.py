@@ -2,8 +2,10 @@
 
 One `--pages`-page PDF as a background response (`--max-tokens` per page) through a Celery-mode API, timed from
 the request to its `completed` status: with 1 worker, and with 2 workers without shards and with shards of
-`--shard-pages` pages, on the same machine (each worker one torch thread: on 2 cores, two workers can use both).
-Prints the wall times and the ratios to the one-worker run. Target: >= 1.6x with 2 workers and shards.
+`--shard-pages` pages, on the same machine. Each worker is pinned to a core of its own (and one torch thread),
+as each would have a GPU of its own: a lone worker would otherwise spread its page preparation over both cores
+of this machine, and two would only take cores from each other. Prints the wall times and the ratios to the
+one-worker run. Target: >= 1.6x with 2 workers and shards.
 
     python bench/shards.py [--pages 64] [--shard-pages 16] [--max-tokens 16]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 import time
@@ -53,9 +56,9 @@ def timed_run(checkpoint: Path, logs: Path, workers: int, shard_pages: int, pdf:
     with ExitStack() as stack:
         redis_url = stack.enter_context(running_redis(logs))
         for number in range(workers):
-            stack.enter_context(
-                running_worker(checkpoint, logs, f"worker-{workers}-{shard_pages}-{number}", redis_url, ONE_THREAD)
-            )
+            name = f"worker-{workers}-{shard_pages}-{number}"
+            worker = stack.enter_context(running_worker(checkpoint, logs, name, redis_url, ONE_THREAD))
+            os.sched_setaffinity(worker.pid, {number % os.cpu_count()})  # before it starts its threads
         env = {"OCRSERVE_REDIS_URL": redis_url, "OCRSERVE_SHARD_PAGES": str(shard_pages), "OCRSERVE_MAX_PAGES": "1000"}
         api = stack.enter_context(running_server(checkpoint, logs, f"api-{workers}-{shard_pages}", env))
         wait_for_worker(api)
