@@ -12,6 +12,8 @@ DocumentKind = Literal["pdf", "image"]
 OutputFormat = Literal["markdown", "raw", "layout"]
 
 DEFAULT_PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"
+# As vLLM: below this a temperature is greedy decoding (dividing by it would overflow the scores to inf/NaN).
+GREEDY_BELOW = 1e-5
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +38,10 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     min_tokens: int = 0
     ignore_eos: bool = False
     logprobs: int | None = None  # report each token's log probability and this many alternatives (None: none)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
 
     @property
     def adjusts_scores(self) -> bool:

@@ -10,19 +10,13 @@ import torch
 
 from ocr_engine.request import SamplingParams
 
-# As vLLM: below this a temperature is greedy decoding (dividing by it would overflow the scores to inf/NaN).
-GREEDY_BELOW = 1e-5
 _SEED_SPACING = 1_000_003  # page k of a job seeded `s` draws from seed s·spacing + k
-
-
-def is_greedy(params: SamplingParams) -> bool:
-    return params.temperature < GREEDY_BELOW
 
 
 def make_generator(params: SamplingParams, device: torch.device, page: int = 0) -> torch.Generator | None:
     """A private generator per page of a job: with a seed, page k's draws are the same however its job's pages
     interleave with other work."""
-    if is_greedy(params):
+    if params.greedy:
         return None
     generator = torch.Generator(device=device)
     if params.seed is None:
@@ -34,7 +28,7 @@ def make_generator(params: SamplingParams, device: torch.device, page: int = 0) 
 
 def sample_next(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
     """Pick one token per row from float scores of shape (B, V), all rows with the same settings."""
-    if is_greedy(params):
+    if params.greedy:
         return scores.argmax(dim=-1)
     probs = torch.softmax(scores / params.temperature, dim=-1)
     if params.top_p < 1.0:
@@ -53,6 +47,6 @@ def sample_rows(
     """One token per row of (B, V) scores, each row with its own settings and generator."""
     tokens = scores.argmax(dim=-1)
     for row, (settings, generator) in enumerate(zip(params, generators, strict=True)):
-        if not is_greedy(settings):
+        if not settings.greedy:
             tokens[row] = sample_next(scores[row : row + 1], settings, generator)[0]
     return tokens

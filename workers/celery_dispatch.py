@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import kombu.exceptions
+import msgspec
 import redis
 
 from ocr_engine.errors import InvalidInput, ServiceUnavailable
@@ -46,6 +48,15 @@ async def _to_the_end(work: Awaitable[T]) -> T:
     if cancelled is not None:
         current.cancel(*cancelled.args)
     return task.result()
+
+
+def _with_a_seed(request: OcrRequest) -> OcrRequest:
+    """A sampled job sent without a seed gets one of its own: a page read again (its worker was lost) then draws
+    what the lost run drew, so the stream and the result hold the same text."""
+    sampling = request.sampling
+    if sampling.greedy or sampling.seed is not None:
+        return request
+    return msgspec.structs.replace(request, sampling=msgspec.structs.replace(sampling, seed=secrets.randbits(62)))
 
 
 def _log_ids(record: JobRecord) -> dict[str, Any]:
@@ -102,6 +113,7 @@ class CeleryDispatcher:
         """The enqueue runs to its end even if the request is cancelled meanwhile: a job its thread creates keeps
         the job slot the caller reserved for it (see `_to_the_end`). A job of more than `shard_pages` pages runs
         as shards (workers.shards)."""
+        request = _with_a_seed(request)
         record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
         parts = split_request(request, self._shard_pages)
         with self._unavailable_as_503():

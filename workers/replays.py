@@ -5,9 +5,9 @@ sent, and a second `JobStarted` is dropped too. The filter is a pure function of
 replays (`starting_after`) see exactly what live readers saw.
 
 A finished page's text is sent again as it was, so the stream and the result agree on it. The page a worker
-was lost in runs again: greedy decoding (the default) on the same model gives the same text, so the new run
-continues the old one; with sampling it may differ, and the stream then keeps that page's old beginning and
-new rest, while the job's result (sync replies, polls) has the new run's page.
+was lost in runs again and gives the same text (greedy decoding is deterministic; a sampled job is seeded when
+it is queued: workers.celery_dispatch), so the new run continues the old one. Were it to differ (another kind
+of device), the stream would keep that page's old beginning and new rest, and the result the new run's page.
 """
 
 from __future__ import annotations

@@ -94,3 +94,15 @@ def test_a_request_cancelled_while_its_job_is_queued_keeps_job_and_slot_together
         asyncio.run(scenario())
     finally:
         gate.set()
+
+
+def test_a_sampled_job_without_a_seed_gets_one_of_its_own() -> None:
+    """So a page read again after a hand-over draws what the lost run drew; greedy and seeded jobs are kept."""
+    from workers.celery_dispatch import _with_a_seed
+
+    sampled = OcrRequest(prompt="Hi", sampling=SamplingParams(temperature=0.8))
+    seeds = {_with_a_seed(sampled).sampling.seed for _ in range(3)}
+    assert None not in seeds and len(seeds) == 3  # a fresh seed per job: runs of different jobs still differ
+    assert _with_a_seed(REQUEST) is REQUEST
+    seeded = OcrRequest(prompt="Hi", sampling=SamplingParams(temperature=0.8, seed=7))
+    assert _with_a_seed(seeded) is seeded
