@@ -209,8 +209,9 @@ def test_a_killed_workers_finished_pages_are_not_read_again(
     api: Api, redis_url: str, tiny_checkpoint: Path, server_logs: Path, temperature: float
 ) -> None:
     """One page at a time on the victim, killed once two pages are done: the rescuer reads only the rest (each
-    page ends in exactly one PageFinished); a stream followed across the hand-over holds exactly the result's
-    text, sampled text too (the job got a seed when queued), and greedy text is an undisturbed run's."""
+    page ends in exactly one PageFinished) and the third, cut in two, again; a stream followed across the
+    hand-over holds exactly the result's text, sampled text too (the job got a seed when queued), and greedy
+    text is an undisturbed run's."""
     document = load_document(pdf_bytes(6), limits=DocumentLimits())
     sampling = SamplingParams(max_tokens=200, temperature=temperature)
     request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=sampling)
@@ -220,6 +221,12 @@ def test_a_killed_workers_finished_pages_are_not_read_again(
         job = api.submit(request)
         reader = read_live(redis_url, job.id, live)
         wait_until(api.in_state(job.id, JobState.RUNNING, pages_done=2), "two pages to be done")
+
+        def third_page_begun() -> bool:  # its text has begun to stream: the hand-over cuts a page in two
+            sent = sum(len(e.text) for e in raw_events(redis_url, job.id) if isinstance(e, TextDelta) and e.page == 2)
+            return sent > len(request.page_separator)
+
+        wait_until(third_page_begun, "the third page's text to begin")
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
     before = api.get(job.id)
