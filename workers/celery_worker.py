@@ -5,16 +5,19 @@ The task is a thin shim over `execute`, a plain function that tests call directl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
+from celery.signals import worker_shutting_down
 from PIL import Image
 
 from ocr_engine.documents import DocumentLimits, load_document
@@ -198,17 +201,23 @@ def run_worker(
             execute(job_id, store, host, time_limit=time_limit, reporter=reporter, registry=registry, resend=resend)
 
         log.info("worker %s ready: model %s on %s", reporter.worker_id, options.model, host.device_name)
-        app.worker_main(
-            [
-                "worker",
-                "--pool=threads",
-                f"--concurrency={max(1, concurrency)}",
-                f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
-                f"--hostname=ocrserve-{reporter.worker_id}@%h",
-                f"--loglevel={log_level.upper()}",
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
+        asked_to_stop = threading.Event()
+        worker_shutting_down.connect(lambda **_: asked_to_stop.set(), weak=False)
+        with contextlib.suppress(SystemExit):
+            app.worker_main(
+                [
+                    "worker",
+                    "--pool=threads",
+                    f"--concurrency={max(1, concurrency)}",
+                    f"--queues={INTERACTIVE_QUEUE},{BACKGROUND_QUEUE}",
+                    f"--hostname=ocrserve-{reporter.worker_id}@%h",
+                    f"--loglevel={log_level.upper()}",
+                    "--without-gossip",
+                    "--without-mingle",
+                ]
+            )
+        if not asked_to_stop.is_set():  # Celery gave up on its own (it lost its broker): a failure, to be restarted
+            log.error("the Celery worker stopped without being asked to (its broker lost?); exiting to be restarted")
+            sys.exit(70)
     finally:
         heartbeat.stop()

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import redis
 import torch
 
-from tests.e2e.test_celery import WORKER_ENV, Api, pdf_job, wait_until
+from tests.e2e.test_celery import WORKER_ENV, Api, pdf_job, raw_events, wait_until
 from tests.fixtures import (
     PAGE_SPLIT,
     _server_env,
@@ -29,6 +31,7 @@ from tests.fixtures import (
     running_worker,
 )
 from workers.celery_app import BACKGROUND_QUEUE
+from workers.events import PageFinished
 from workers.jobs import JobState
 
 GRACE_S = 30
@@ -150,6 +153,37 @@ def test_a_persistent_redis_keeps_finished_and_queued_jobs_across_a_restart(
             assert done.result is not None and len(done.result.pages) == 2
         finally:
             api.close()
+
+
+def test_a_redis_restart_mid_job_keeps_its_finished_pages(
+    tmp_path: Path, tiny_checkpoint: Path, server_logs: Path
+) -> None:
+    """Redis (append-only, fsync always) stopped while a worker is two pages into a job, and started again: the
+    worker, which loses its broker, exits (Celery cannot go on; its supervisor restarts it: here a second worker
+    stands in); the job completes, and the pages finished before the restart are not read again."""
+    port = free_port()
+    one_at_a_time = {**WORKER_ENV, "OCRSERVE_MAX_NUM_SEQS": "1"}
+    with ExitStack() as first_redis:
+        url = first_redis.enter_context(running_redis(tmp_path, appendonly=True, port=port))
+        with running_worker(tiny_checkpoint, server_logs, "lifecycle-aof-mid-job", url, one_at_a_time) as first:
+            api = Api(url)
+            job = api.submit(pdf_job(pages=6, max_tokens=200))
+            wait_until(api.in_state(job.id, JobState.RUNNING, pages_done=2), "two pages to be done", 120)
+            api.close()
+            first_redis.close()  # Redis stops while the worker runs the job
+            exit_status = wait_for_exit(first, 60)
+    with running_redis(tmp_path, appendonly=True, port=port) as url:
+        api = Api(url)
+        try:
+            with running_worker(tiny_checkpoint, server_logs, "lifecycle-aof-restarted", url, WORKER_ENV):
+                done = wait_until(api.in_state(job.id, JobState.COMPLETED), "the job to complete", 180)
+            events = raw_events(url, job.id)
+        finally:
+            api.close()
+    assert exit_status != 0
+    assert done.result is not None and [page.index for page in done.result.pages] == list(range(6))
+    runs = Counter(event.page for event in events if isinstance(event, PageFinished))
+    assert runs == dict.fromkeys(range(6), 1)  # the two pages finished before the restart were not read again
 
 
 def test_start_up_problems_are_one_clear_line(redis_url: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
