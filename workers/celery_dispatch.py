@@ -171,7 +171,7 @@ class CeleryDispatcher:
             record = await self._reader.get(job_id)
             if record is None or record.sharding is None:
                 return record
-            children = [await self._reader.get(shard.job_id) for shard in record.sharding.shards]
+            children = await self._reader.get_many([shard.job_id for shard in record.sharding.shards])
         merged = merge_records(record, children)
         if merged.state in (JobState.FAILED, JobState.CANCELLED):  # a child ended the job: stop the others
             for child in children:

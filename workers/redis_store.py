@@ -8,7 +8,7 @@ Text deltas do not change the record and are appended without a transaction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import msgspec
@@ -316,6 +316,11 @@ class AsyncJobReader:
     async def get(self, job_id: str) -> JobRecord | None:
         raw = await self.client.get(record_key(job_id))
         return None if raw is None else _record_decoder.decode(raw)
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        """Several records in one round trip (a sharded job's children)."""
+        raws = await self.client.mget([record_key(job_id) for job_id in job_ids])
+        return [None if raw is None else _record_decoder.decode(raw) for raw in raws]
 
     async def events(self, job_id: str, *, block_ms: int = 5000) -> AsyncIterator[JobEvent]:
         """Every event from the first; ends after the terminal one, or when the job disappears."""
