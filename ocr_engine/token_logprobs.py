@@ -20,7 +20,9 @@ def token_logprobs(logits: torch.Tensor, picked: torch.Tensor, rows: Sequence[Ro
     probability and, if the row asks for `logprobs: k`, the k most likely tokens with theirs."""
     scores = logits.float()
     norm = scores.logsumexp(dim=-1)
-    chosen = (scores.gather(1, picked[:, None]).squeeze(1) - norm).tolist()
+    chosen = scores.gather(1, picked[:, None]).squeeze(1) - norm
+    # one copy to the host for tokens and figures both (a token id is exact in float64)
+    pairs = torch.stack((picked.to(torch.float64), chosen.to(torch.float64)), dim=1).tolist()
     asking = [index for index, row in enumerate(rows) if row.params.logprobs]
     top: dict[int, tuple[tuple[int, float], ...]] = {}
     if asking:
@@ -30,7 +32,4 @@ def token_logprobs(logits: torch.Tensor, picked: torch.Tensor, rows: Sequence[Ro
         values = values - norm[selected, None]
         for index, count, row_values, row_ids in zip(asking, wanted, values.tolist(), ids.tolist(), strict=True):
             top[index] = tuple(zip(row_ids[:count], row_values[:count], strict=True))
-    return [
-        TokenLogprob(token, logprob, top.get(index, ()))
-        for index, (token, logprob) in enumerate(zip(picked.tolist(), chosen, strict=True))
-    ]
+    return [TokenLogprob(int(token), logprob, top.get(index, ())) for index, (token, logprob) in enumerate(pairs)]

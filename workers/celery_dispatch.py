@@ -195,17 +195,12 @@ class CeleryDispatcher:
         its children's (see workers.shards)."""
         with self._unavailable_as_503():
             record = await self._reader.get(job_id)
-        source = self._own_events if record is None or record.sharding is None else self._merged_events
-        async for event in source(record or job_id):
+        sharded = record is not None and record.sharding is not None
+        source = merge_events(record, self._own_events) if sharded else self._own_events(job_id)
+        async for event in source:
             yield event
 
-    async def _merged_events(self, parent: JobRecord | str) -> AsyncIterator[JobEvent]:
-        assert isinstance(parent, JobRecord)
-        async for event in merge_events(parent, self._own_events):
-            yield event
-
-    async def _own_events(self, job: JobRecord | str) -> AsyncIterator[JobEvent]:
-        job_id = job if isinstance(job, str) else job.id
+    async def _own_events(self, job_id: str) -> AsyncIterator[JobEvent]:
         once = ReplayFilter()
         with self._unavailable_as_503():
             async for event in self._reader.events(job_id):

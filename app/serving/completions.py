@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from app.context import AppContext
@@ -73,7 +74,9 @@ async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
         await check_prompt_length(ctx, prompt, param="prompt")
         return OcrRequest(prompt=prompt, sampling=sampling, output_format="raw")
     _check_token_ids(ctx, prompt)
-    text = ctx.model.tokenizer.decode(prompt, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    text = await asyncio.to_thread(
+        ctx.model.tokenizer.decode, prompt, skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
     return OcrRequest(prompt=text, prompt_token_ids=tuple(prompt), sampling=sampling, output_format="raw")
 
 

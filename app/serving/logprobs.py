@@ -17,11 +17,16 @@ from ocr_engine import results
 from ocr_engine.token_texts import TokenTexts
 
 
+def _alternative(texts: TokenTexts, token_id: int, logprob: float) -> TopLogprob:
+    text, raw = texts(token_id)
+    return TopLogprob(token=text, logprob=logprob, bytes=raw)
+
+
 def token_logprobs(texts: TokenTexts, tokens: Iterable[results.TokenLogprob]) -> list[TokenLogprob]:
     entries = []
     for token in tokens:
         text, raw = texts(token.token_id)
-        top = [TopLogprob(token=texts(i)[0], logprob=value, bytes=texts(i)[1]) for i, value in token.top]
+        top = [_alternative(texts, token_id, logprob) for token_id, logprob in token.top]
         entries.append(TokenLogprob(token=text, logprob=token.logprob, bytes=raw, top_logprobs=top))
     return entries
 
@@ -38,9 +43,8 @@ def legacy_logprobs(texts: TokenTexts, tokens: Iterable[results.TokenLogprob]) -
         text = texts(token.token_id)[0]
         columns.tokens.append(text)
         columns.token_logprobs.append(token.logprob)
-        columns.top_logprobs.append(
-            {text: token.logprob} | {texts(i)[0]: value for i, value in token.top if texts(i)[0] != text}
-        )
+        alternatives = ((texts(i)[0], value) for i, value in token.top)
+        columns.top_logprobs.append({text: token.logprob} | {t: value for t, value in alternatives if t != text})
         columns.text_offset.append(token.offset)
     return columns
 
