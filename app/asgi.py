@@ -19,7 +19,6 @@ from swagger_ui_bundle import swagger_ui_path
 from app.allow_header import allow_every_method
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
-from app.logging_setup import request_ids
 from app.metrics import Metrics, count_requests
 from app.openapi import (
     declare_bearer_auth,
@@ -29,14 +28,15 @@ from app.openapi import (
     use_msgspec_schemas,
 )
 from app.request import ApiRequest
+from app.request_ids import request_ids
 from app.routes.devices import devices_router
 from app.routes.openai import openai_router
 from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
 from app.routes.ui import ui_router
-from app.settings import Settings, settings_from_env
 from ocr_engine.model_info import load_model_info
 from ocr_engine.modes import resolve_mode
+from ocrserve.settings import Settings, settings_from_env
 from workers.admission_store import AdmissionStore, MemoryAdmissionStore, RedisAdmissionStore
 from workers.dispatch import Dispatcher
 
@@ -58,11 +58,12 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
             switch_timeout=settings.switch_timeout,
             shard_pages=settings.shard_pages,
         )
+    from workers.engine_options import EngineOptions
     from workers.local import LocalDispatcher
     from workers.model_host import ModelHost
     from workers.watchdog import HARD_LIMIT_GRACE_S
 
-    options = settings.engine_options
+    options = EngineOptions.of(settings)
     # The model loads on the worker thread, so /health answers 503 while the weights load.
     return LocalDispatcher(
         lambda: ModelHost(options),
@@ -148,7 +149,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         middleware=[request_ids, count_requests, allow_every_method],
-        # the process's logging is set up by `ocrserve` (workers.logs): Litestar's own records go to the root logger
+        # the process's logging is set up by `ocrserve` (ocrserve.logs): Litestar's own records go to the root logger
         logging_config=LoggingConfig(
             configure_root_logger=False, loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}}
         ),

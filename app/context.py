@@ -8,9 +8,9 @@ from functools import cached_property
 import httpx
 
 from app.metrics import Metrics
-from app.settings import Settings
 from ocr_engine.model_info import ModelInfo
 from ocr_engine.token_texts import TokenTexts
+from ocrserve.settings import Settings
 from workers.admission_store import AdmissionStore
 from workers.dispatch import Dispatcher
 

@@ -32,18 +32,6 @@ class LimitExceeded(InvalidInput):
     code = "limit_exceeded"
 
 
-class FetchFailed(InvalidInput):
-    """A URL could not be fetched; the message says why."""
-
-    code = "fetch_failed"
-
-
-class UrlNotAllowed(InvalidInput):
-    """A URL points somewhere the URL policy forbids (private address, host not allowed, bad scheme)."""
-
-    code = "url_not_allowed"
-
-
 class ServiceUnavailable(OcrError):
     """Something the service depends on is not available right now (the model, the queue); retry later."""
 

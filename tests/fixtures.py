@@ -180,7 +180,7 @@ def spawn(command: str, checkpoint: Path, port: int, log_path: Path, env: Mappin
     """`ocrserve <command>` as a subprocess with the test environment, its output in `log_path`."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", command],
+            [sys.executable, "-c", "from ocrserve.cli import main; main()", command],
             env=_server_env(checkpoint, port, env),
             stdout=log,
             stderr=subprocess.STDOUT,

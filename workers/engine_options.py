@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ocr_engine.documents import DocumentLimits
+from ocr_engine.documents.limits import DocumentLimits
+from ocrserve.settings import Settings
 
 
 class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,3 +22,19 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     prepare_workers: int = 2
     ngram_size: int = 30
     ngram_window: int = 90
+
+    @classmethod
+    def of(cls, settings: Settings) -> EngineOptions:
+        return cls(
+            model=settings.model,
+            limits=settings.document_limits,
+            device=settings.device,
+            dtype=settings.dtype,
+            max_num_seqs=settings.max_num_seqs,
+            kv_cache_tokens=settings.kv_cache_tokens,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_prefill_tokens=settings.max_prefill_tokens,
+            prepare_workers=settings.prepare_workers,
+            ngram_size=settings.ngram_size,
+            ngram_window=settings.ngram_window,
+        )

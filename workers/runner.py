@@ -11,6 +11,7 @@ from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, PageResult, TokenLogprob
+from ocrserve.logs import log_context
 from workers.events import (
     JobCancelled as JobCancelledEvent,
 )
@@ -23,7 +24,6 @@ from workers.events import (
     PageFinished,
     TextDelta,
 )
-from workers.logs import log_context
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import anyio
 from app import admission
 from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
-from app.logging_setup import current_request_id
 from app.protocol.chat import ChatMessage
 from app.protocol.common import OcrOptions, ScoreAdjustments, Stop, stop_sequences
 from app.protocol.errors import ErrorBody, ErrorResponse
+from app.request_ids import current_request_id
 from app.serving.image_limit import check_image_tokens
 from app.serving.inputs import ParamOf, chat_param, resolve_chat
 from app.serving.prompt_limit import check_prompt_length

@@ -1,6 +1,6 @@
-"""Documents in, page images out: fetching, decoding, type sniffing, limits and rasterizing."""
+"""Documents in, page images out: decoding, type sniffing, limits and rasterizing (fetching URLs is the API's:
+`app.fetching`)."""
 
-from ocr_engine.documents.fetch import fetch_url
 from ocr_engine.documents.limits import DocumentLimits
 from ocr_engine.documents.loading import check_page_total, load_document
 from ocr_engine.documents.pages import (
@@ -12,16 +12,13 @@ from ocr_engine.documents.pages import (
 )
 from ocr_engine.documents.payload import decode_base64_payload
 from ocr_engine.documents.sniff import sniff_kind
-from ocr_engine.documents.url_policy import UrlPolicy
 
 __all__ = [
     "PAGE_SELECTION_PATTERN",
     "DocumentLimits",
-    "UrlPolicy",
     "check_page_total",
     "decode_base64_payload",
     "document_page_sizes",
-    "fetch_url",
     "iter_document_pages",
     "load_document",
     "page_image",

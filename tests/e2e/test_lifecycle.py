@@ -214,7 +214,7 @@ def test_start_up_problems_are_one_clear_line(redis_url: str, tiny_checkpoint: P
         )
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", command],
+            [sys.executable, "-c", "from ocrserve.cli import main; main()", command],
             env=_server_env(tiny_checkpoint, free_port(), env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -70,7 +70,7 @@ def test_a_text_only_answer_has_no_page_size(engine: OcrEngine) -> None:
 
 
 def test_cli_annotate_writes_the_markdown_and_a_drawn_png_per_page(tiny_checkpoint, tmp_path) -> None:
-    from app.cli import main
+    from ocrserve.cli import main
 
     source = tmp_path / "scan.pdf"
     source.write_bytes(_pdf())
@@ -90,7 +90,7 @@ def test_cli_annotate_writes_the_markdown_and_a_drawn_png_per_page(tiny_checkpoi
 
 def test_cli_lists_the_pages_below_the_confidence_asked_for(tiny_checkpoint, tmp_path, capsys) -> None:
     """A random model is never sure (every page below 1), and no page is below 0."""
-    from app.cli import main
+    from ocrserve.cli import main
 
     source = tmp_path / "scan.pdf"
     source.write_bytes(_pdf())
@@ -105,7 +105,7 @@ def test_cli_lists_the_pages_below_the_confidence_asked_for(tiny_checkpoint, tmp
 
 
 def test_low_confidence_pages_are_below_the_threshold_or_without_text() -> None:
-    from app.cli import low_confidence_pages
+    from ocrserve.cli import low_confidence_pages
 
     def page(index: int, confidence: Confidence | None) -> PageResult:
         return PageResult(index=index, text="", raw_text="", finish_reason="stop", usage=Usage(), confidence=confidence)

@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from ocrserve.settings import Settings
 from workers.admission_store import MemoryAdmissionStore
 from workers.dispatch import Dispatcher
 

@@ -14,9 +14,9 @@ import pytest
 
 from app import admission
 from app.context import AppContext
-from app.settings import Settings
 from ocr_engine.errors import ServiceUnavailable
 from ocr_engine.request import OcrRequest, SamplingParams
+from ocrserve.settings import Settings
 from tests.fixtures import free_port
 from workers.admission_store import MemoryAdmissionStore
 from workers.celery_app import make_celery

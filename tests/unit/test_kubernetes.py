@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from app.routes.system import system_routes
-from app.settings import ENV_PREFIX, Settings
+from ocrserve.settings import ENV_PREFIX, Settings
 from tests.unit.test_deployment import SETTINGS, VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]

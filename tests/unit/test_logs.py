@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from workers.logs import JsonFormatter, TextFormatter, install_record_factory, log_context, make_formatter
+from ocrserve.logs import JsonFormatter, TextFormatter, install_record_factory, log_context, make_formatter
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_hub_client_record_prints_once(capfd: pytest.CaptureFixture[str]) -> N
     """huggingface_hub's own stderr handler is taken off: its records reach stderr through the root handler only."""
     import huggingface_hub.utils.logging  # noqa: F401  (imported first, as model loading does: its handler is on)
 
-    from workers.logs import setup_logging
+    from ocrserve.logs import setup_logging
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

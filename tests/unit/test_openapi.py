@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from app.asgi import create_app
 from app.openapi import MODEL_REQUESTS, OPTIONAL_MODEL_REQUESTS, documented_structs
 from app.protocol.chat import ChatCompletionRequest
-from app.settings import Settings
+from ocrserve.settings import Settings
 from workers.dispatch import Dispatcher
 
 STREAMING = {("post", "/v1/chat/completions"), ("post", "/v1/completions"), ("post", "/v1/responses")}

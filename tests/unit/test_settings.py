@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from app.settings import Settings, add_settings_flags, apply_flags, settings_from_env
+from ocrserve.settings import Settings, add_settings_flags, apply_flags, settings_from_env
 
 
 def test_env_values_are_converted_and_lists_split():
@@ -28,7 +28,7 @@ def test_flags_override_env_and_bad_values_fail_clearly():
 
 @pytest.mark.parametrize(("interval", "timeout"), [("0", "30"), ("15", "30")])
 def test_a_worker_refuses_heartbeats_too_sparse_for_its_timeout(interval, timeout, monkeypatch):
-    from app.cli import main
+    from ocrserve.cli import main
 
     monkeypatch.delenv("OCRSERVE_REDIS_URL", raising=False)
     argv = ["worker", "--redis-url", "redis://127.0.0.1:1/0", "--heartbeat-interval", interval]

@@ -2,7 +2,8 @@
 
 The current request id and job id live in context variables; a log-record factory copies them onto every
 record, so any handler (ours, uvicorn's, Celery's) sees `record.request_id` and `record.job_id`. The API sets
-the request id per HTTP request (`X-Request-ID`); the job runner sets both while a job runs.
+the request id per HTTP request (`X-Request-ID`); the job runner sets both while a job runs. `ocrserve serve`
+gives uvicorn's own loggers the same formatter (`ocrserve.cli`).
 """
 
 from __future__ import annotations
@@ -114,10 +115,7 @@ def _one_handler_for_the_hub_client() -> None:
 
 
 def setup_logging(level: str = "info", log_format: str = "text") -> None:
-    """Configure the root logger (replaces `logging.basicConfig`): one stderr handler in the chosen format.
-
-    In JSON mode uvicorn's own loggers (startup lines, access log) are switched to the JSON formatter too, by
-    adjusting uvicorn's default logging config before `uvicorn.run` applies it."""
+    """Configure the root logger (replaces `logging.basicConfig`): one stderr handler in the chosen format."""
     install_record_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(make_formatter(log_format))
@@ -127,10 +125,3 @@ def setup_logging(level: str = "info", log_format: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     _one_handler_for_the_hub_client()
-    if log_format == "json":
-        with contextlib.suppress(ImportError):
-            from uvicorn.config import LOGGING_CONFIG
-
-            for formatter in LOGGING_CONFIG.get("formatters", {}).values():
-                formatter.clear()
-                formatter["()"] = "workers.logs.JsonFormatter"

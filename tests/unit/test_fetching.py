@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from ocr_engine.documents import UrlPolicy, fetch_url
-from ocr_engine.documents.url_policy import address_class
-from ocr_engine.errors import FetchFailed, InvalidInput, LimitExceeded, UrlNotAllowed
+from app.fetching import FetchFailed, UrlNotAllowed, UrlPolicy, fetch_url
+from app.fetching.url_policy import address_class
+from ocr_engine.errors import InvalidInput, LimitExceeded
 
 BODY = b"%PDF-1.7 pretend document " * 40
 LOOPBACK = UrlPolicy(allow_private=True, read_timeout=5.0, connect_timeout=2.0)

@@ -1,15 +1,20 @@
-"""The `ocrserve` console script: serve, ocr FILE…, write-checkpoint DIR."""
+"""The `ocrserve` console script: serve (the API), worker (a Celery worker), ocr FILE…, write-checkpoint DIR.
+
+The composition root: the only module that starts the API or a worker; everything it builds comes from the
+settings (`ocrserve.settings`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from app.settings import add_settings_flags, apply_flags, settings_from_env
 from ocr_engine.errors import OcrError
-from workers.logs import setup_logging
+from ocrserve.logs import setup_logging
+from ocrserve.settings import add_settings_flags, apply_flags, settings_from_env
 
 if TYPE_CHECKING:
     from ocr_engine.results import PageResult
@@ -56,8 +61,21 @@ def _serve(args: argparse.Namespace) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_format),
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
+
+
+def uvicorn_log_config(log_format: str) -> dict[str, Any]:
+    """uvicorn's own logging config (its start-up lines and access log), with our formatter in JSON mode."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    if log_format == "json":
+        for formatter in config["formatters"].values():
+            formatter.clear()
+            formatter["()"] = "ocrserve.logs.JsonFormatter"
+    return config
 
 
 def _ocr(args: argparse.Namespace) -> None:
@@ -68,11 +86,12 @@ def _ocr(args: argparse.Namespace) -> None:
     from ocr_engine.pipeline import OcrListener
     from ocr_engine.prompts import resolve_instruction
     from ocr_engine.request import OcrRequest, SamplingParams
+    from workers.engine_options import EngineOptions
     from workers.model_host import ModelHost
 
     settings = apply_flags(settings_from_env(), args)
     limits = settings.document_limits
-    ocr = ModelHost(settings.engine_options)
+    ocr = ModelHost(EngineOptions.of(settings))
     instruction = resolve_instruction(args.prompt, args.preset)
     for file in args.files:
         document = load_document(file.read_bytes(), name=file.name, pages=args.pages, limits=limits)
@@ -127,6 +146,7 @@ def _fraction(value: str) -> float:
 
 def _worker(args: argparse.Namespace) -> None:
     from workers.celery_worker import check_redis, run_worker
+    from workers.engine_options import EngineOptions
 
     settings = apply_flags(settings_from_env(), args)
     setup_logging(settings.log_level, settings.log_format)
@@ -142,7 +162,7 @@ def _worker(args: argparse.Namespace) -> None:
         sys.exit(f"ocrserve worker: {problem}")  # before loading the model, and not Celery's endless retries
     run_worker(
         settings.redis_url,
-        settings.engine_options,
+        EngineOptions.of(settings),
         retention=settings.job_retention,
         time_limit=settings.job_time_limit,
         redelivery_timeout=settings.redelivery_timeout,

@@ -1,4 +1,4 @@
-"""Which URLs the service may fetch: the SSRF guard that runs before every request and every redirect hop."""
+"""Which URLs the API may fetch: the SSRF guard that runs before every request and every redirect hop."""
 
 from __future__ import annotations
 
@@ -9,13 +9,26 @@ import socket
 import httpx
 import msgspec
 
-from ocr_engine.errors import FetchFailed, InvalidInput, UrlNotAllowed
+from ocr_engine.errors import InvalidInput
+from ocrserve.settings import Settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _SCHEMES = frozenset({"http", "https"})
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _MAX_SHOWN = 200
+
+
+class FetchFailed(InvalidInput):
+    """A URL could not be fetched; the message says why."""
+
+    code = "fetch_failed"
+
+
+class UrlNotAllowed(InvalidInput):
+    """A URL points somewhere the URL policy forbids (private address, host not allowed, bad scheme)."""
+
+    code = "url_not_allowed"
 
 
 class UrlPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +39,16 @@ class UrlPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_redirects: int = 3
     allowed_hosts: tuple[str, ...] = ()  # exact hosts or "*.example.com"; empty = any public host
     allow_private: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> UrlPolicy:
+        return cls(
+            connect_timeout=settings.url_connect_timeout,
+            read_timeout=settings.url_read_timeout,
+            max_redirects=settings.url_max_redirects,
+            allowed_hosts=settings.url_allowed_hosts,
+            allow_private=settings.url_allow_private,
+        )
 
 
 def parse_url(url: str) -> httpx.URL:

@@ -1,7 +1,7 @@
-"""Request ids and log set-up for the API process.
+"""Request ids of the API.
 
 Each HTTP request gets an id: the client's `X-Request-ID` when it is a sane token, else a fresh one. It is sent
-back in the `X-Request-ID` response header, attached to every log record of the request (see `workers.logs`),
+back in the `X-Request-ID` response header, attached to every log record of the request (see `ocrserve.logs`),
 and stored in the job's record (`meta["request_id"]`), so the worker logs its job lines with the same id.
 """
 
@@ -12,9 +12,7 @@ import uuid
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.logs import log_context, request_id_var, setup_logging
-
-__all__ = ["REQUEST_ID_HEADER", "current_request_id", "request_ids", "setup_logging"]
+from ocrserve.logs import log_context, request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")

@@ -1,7 +1,8 @@
 """Settings: one Struct, read once from `OCRSERVE_*` environment variables, overridable by CLI flags.
 
 Every field `foo_bar` is `OCRSERVE_FOO_BAR` in the environment and `--foo-bar` on the command line; the help
-text below is what `ocrserve serve --help` prints and what the README's settings table says.
+text below is what `ocrserve serve --help` prints and what the README's settings table says. Plain values only:
+each layer builds its own objects from them (the API its URL policy, a worker its engine options).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ocr_engine.documents import DocumentLimits, UrlPolicy
-from workers.engine_options import EngineOptions
+from ocr_engine.documents.limits import DocumentLimits
 
 ENV_PREFIX = "OCRSERVE_"
 # Settings that were removed, and what took their place: naming one is an error, not silently ignored.
@@ -89,32 +89,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_pages=self.max_pages,
             max_pixels=self.max_pixels,
             max_dpi=self.max_dpi,
-        )
-
-    @property
-    def engine_options(self) -> EngineOptions:
-        return EngineOptions(
-            model=self.model,
-            limits=self.document_limits,
-            device=self.device,
-            dtype=self.dtype,
-            max_num_seqs=self.max_num_seqs,
-            kv_cache_tokens=self.kv_cache_tokens,
-            gpu_memory_utilization=self.gpu_memory_utilization,
-            max_prefill_tokens=self.max_prefill_tokens,
-            prepare_workers=self.prepare_workers,
-            ngram_size=self.ngram_size,
-            ngram_window=self.ngram_window,
-        )
-
-    @property
-    def url_policy(self) -> UrlPolicy:
-        return UrlPolicy(
-            connect_timeout=self.url_connect_timeout,
-            read_timeout=self.url_read_timeout,
-            max_redirects=self.url_max_redirects,
-            allowed_hosts=self.url_allowed_hosts,
-            allow_private=self.url_allow_private,
         )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from app.fetching.url_policy import FetchFailed, UrlPolicy, display_url, parse_url, resolve_allowed
 from ocr_engine.documents.limits import document_too_large
-from ocr_engine.documents.url_policy import UrlPolicy, display_url, parse_url, resolve_allowed
-from ocr_engine.errors import FetchFailed
 
 # Identity encoding: the size cap then bounds what the server sends, not what a gzip bomb inflates to.
 # Connection close: requests go to a pinned IP, so a pooled TLS connection must not serve another host name.
