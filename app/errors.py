@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.protocol.common import UNSUPPORTED_FIELDS
 from app.protocol.errors import ErrorBody, ErrorResponse
-from ocr_engine.errors import InvalidInput, OcrError, ServiceUnavailable
+from ocr_engine.errors import ErrorKind, OcrError
 from workers.events import JobError
 
 log = logging.getLogger(__name__)
@@ -63,25 +63,30 @@ def invalid_json(detail: str) -> ApiError:
     return ApiError(400, f"the request body is not valid JSON: {detail}", code="invalid_json")
 
 
+# An error's kind decides its status and OpenAI error type, raised here or reported by a job alike.
+_STATUS_OF_KIND: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID_REQUEST: (400, "invalid_request_error"),
+    ErrorKind.UNAVAILABLE: (503, "service_unavailable_error"),
+    ErrorKind.SERVER: (500, "server_error"),
+}
+
+
+def _api_error(kind: ErrorKind, message: str, code: str, param: str | None) -> ApiError:
+    status, type_ = _STATUS_OF_KIND[kind]
+    return ApiError(status, message, type=type_, code=code, param=param if kind is ErrorKind.INVALID_REQUEST else None)
+
+
 def api_error_of_job(error: JobError) -> ApiError:
     """A job's failure as the status a synchronous request answers with."""
-    if error.kind == "invalid_request":
-        return ApiError(400, error.message, code=error.code, param=error.param)
-    if error.code in ("model_unavailable", "service_unavailable"):
-        return ApiError(503, error.message, type="service_unavailable_error", code=error.code)
-    return ApiError(500, error.message, type="server_error", code=error.code)
+    return _api_error(error.error_kind, error.message, error.code, error.param)
 
 
 def _handle_api_error(_: Request, exc: ApiError) -> Response:
     return error_response(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
 
 
-def _handle_ocr_error(_: Request, exc: OcrError) -> Response:
-    if isinstance(exc, InvalidInput):
-        return error_response(400, exc.message, "invalid_request_error", exc.code, exc.param)
-    if isinstance(exc, ServiceUnavailable):
-        return error_response(503, exc.message, "service_unavailable_error", exc.code)
-    return error_response(500, exc.message, "server_error", exc.code)
+def _handle_ocr_error(request: Request, exc: OcrError) -> Response:
+    return _handle_api_error(request, _api_error(exc.kind, exc.message, exc.code, exc.param))
 
 
 # msgspec ends a message with "- at `$.path`", or "- at `key` in `$.path`" when a mapping's key is at fault

@@ -160,7 +160,7 @@ class CeleryDispatcher:
         """Best effort: the Redis that refused the message may refuse this too; the record then expires, and its
         pages stop counting, at the end of the retention."""
         log.warning("job %s: its message could not be sent (%s); marking it failed", job_id, exc)
-        error = JobError(code="service_unavailable", message=f"the job could not be queued ({exc}); submit it again")
+        error = JobError.of(ServiceUnavailable(f"the job could not be queued ({exc}); submit it again"))
         try:
             self._store.append(job_id, JobFailed(error=error))
         except (redis.RedisError, OSError) as append_exc:

@@ -87,7 +87,7 @@ def execute(
 
         def stop_the_process() -> None:
             message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
-            emit(JobFailed(error=JobError(code="time_limit_exceeded", message=message)))
+            emit(JobFailed(error=JobError.of(JobTimedOut(message))))
             log.error("job %s: hard time limit reached in a call that does not return; exiting", job_id)
             reason = f"worker {me} stopped: job {job_id} hit the hard time limit"
             requeue_jobs_of(store, me, reason, resend, keep=job_id)  # the others run again elsewhere, none lost

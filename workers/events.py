@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import msgspec
 
+from ocr_engine.errors import ErrorKind, OcrError
 from ocr_engine.results import FinishReason, OcrResult, PageResult, TokenLogprob
+
+# Workers before the error kinds were typed sent these as `server` errors.
+_UNAVAILABLE_BEFORE_KINDS = frozenset({"model_unavailable", "service_unavailable"})
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
-    """A failure safe to show to the client: `kind` is `invalid_request` (their input) or `server` (ours)."""
+    """A failure safe to show to the client. `kind` is an `ErrorKind` value, kept a string on the wire so that a
+    kind from a newer worker reads as a server error instead of failing the event."""
 
     code: str
     message: str
-    kind: str = "server"
+    kind: str = ErrorKind.SERVER.value
     param: str | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException) -> JobError:
+        """Our domain errors keep their kind, code and message; anything else is hidden behind a generic one."""
+        if isinstance(exc, OcrError):
+            return cls(code=exc.code, message=exc.message, kind=exc.kind.value, param=exc.param)
+        return cls(code="internal_error", message="internal error while running the job")
+
+    @property
+    def error_kind(self) -> ErrorKind:
+        if self.kind == ErrorKind.SERVER and self.code in _UNAVAILABLE_BEFORE_KINDS:
+            return ErrorKind.UNAVAILABLE
+        return ErrorKind(self.kind) if self.kind in ErrorKind.__members__.values() else ErrorKind.SERVER
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

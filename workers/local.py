@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocr_engine.errors import InvalidInput, OcrError, ServiceUnavailable
+from ocr_engine.errors import InvalidInput, ModelUnavailable, OcrError, ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import TERMINAL_EVENTS, JobCancelled, JobError, JobEvent, JobFailed
@@ -225,7 +225,7 @@ class LocalDispatcher:
             self._message = exc.message if isinstance(exc, OcrError) else f"model failed to load: {exc}"
             self._reporter.failed(self._message)
             log.error("model failed to load: %s", self._message, exc_info=not isinstance(exc, OcrError))
-            self._fail_queued(JobError(code="model_unavailable", message=self._message))
+            self._fail_queued(JobError.of(ModelUnavailable(self._message)))
             return
         self._reporter.ready(ocr)
         self._readiness, self._message = Readiness.READY, "ready"

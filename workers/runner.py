@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from ocr_engine.errors import InvalidInput, JobCancelled, OcrError
+from ocr_engine.errors import JobCancelled, OcrError
 from ocr_engine.pipeline import OcrListener
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, PageResult, TokenLogprob
@@ -69,14 +69,6 @@ class _EventListener(OcrListener):
         return self.is_cancelled()
 
 
-def error_of(exc: Exception) -> JobError:
-    """Client-safe error for an exception: our domain errors keep their message, anything else is hidden."""
-    if isinstance(exc, OcrError):
-        kind = "invalid_request" if isinstance(exc, InvalidInput) else "server"
-        return JobError(code=exc.code, message=exc.message, kind=kind, param=exc.param)
-    return JobError(code="internal_error", message="internal error while running the job", kind="server")
-
-
 def run_job(
     job_id: str,
     request: OcrRequest,
@@ -109,7 +101,7 @@ def run_job(
                 log.info("job %s (request %s): failed: %s", job_id, request_id or "-", exc.message)
             else:
                 log.exception("job %s (request %s) failed", job_id, request_id or "-")
-            emit(JobFailed(error=error_of(exc)))
+            emit(JobFailed(error=JobError.of(exc)))
         else:
             log.info(
                 "job %s (request %s): %d pages, %d prompt + %d completion tokens in %.2fs",

@@ -51,6 +51,7 @@ from app.protocol.responses import (
 from app.serving import jobs
 from app.serving.logprobs import ocr_pages, result_tokens, token_logprobs
 from app.serving.sse import EventStream, frame
+from ocr_engine.errors import ErrorKind
 from ocr_engine.results import OcrResult, Usage
 from ocr_engine.token_texts import TokenTexts
 from workers.events import (
@@ -172,7 +173,8 @@ def _usage(usage: Usage) -> ResponseUsage:
 def _error(error: JobError) -> ResponseError:
     # the SDK's ResponseError.code is an enumeration: our own codes stay in the message
     return ResponseError(
-        code="invalid_prompt" if error.kind == "invalid_request" else "server_error", message=error.message
+        code="invalid_prompt" if error.error_kind is ErrorKind.INVALID_REQUEST else "server_error",
+        message=error.message,
     )
 
 
