@@ -16,6 +16,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
+from app.admission.redis_store import RedisAdmissionStore
+from app.admission.store import AdmissionStore, MemoryAdmissionStore
 from app.allow_header import allow_every_method
 from app.context import AppContext
 from app.errors import EXCEPTION_HANDLERS
@@ -34,24 +36,24 @@ from app.routes.openai import openai_router
 from app.routes.responses import responses_router
 from app.routes.system import package_version, system_routes
 from app.routes.ui import ui_router
-from ocr_engine.model_info import load_model_info
+from ocr_engine.model_info import ModelInfo, load_model_info
 from ocr_engine.modes import resolve_mode
 from ocrserve.settings import Settings, settings_from_env
-from workers.admission_store import AdmissionStore, MemoryAdmissionStore, RedisAdmissionStore
 from workers.dispatch import Dispatcher
+from workers.redis_client import RedisConnection
 
 DOCS_ASSETS = "/docs/assets"
 
 log = logging.getLogger(__name__)
 
 
-def build_dispatcher(settings: Settings) -> Dispatcher:
-    """Embedded (a worker thread in this process) unless a Redis URL is set (Celery workers do the work)."""
-    if not settings.embedded:
+def build_dispatcher(settings: Settings, redis: RedisConnection | None) -> Dispatcher:
+    """Embedded (job threads in this process) unless a Redis URL is set (Celery workers do the work)."""
+    if redis is not None:
         from workers.celery_dispatch import CeleryDispatcher
 
         return CeleryDispatcher(
-            settings.redis_url,
+            redis,
             retention=settings.job_retention,
             redelivery_timeout=settings.redelivery_timeout,
             worker_timeout=settings.worker_timeout,
@@ -73,10 +75,10 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     )
 
 
-def build_admission_store(settings: Settings) -> AdmissionStore:
+def build_admission_store(settings: Settings, redis: RedisConnection | None) -> AdmissionStore:
     """Admission counters where the jobs are: in Redis, shared by every API process, in Celery mode."""
-    if settings.redis_url:
-        return RedisAdmissionStore.connect(settings.redis_url, ttl=settings.job_retention)
+    if redis is not None:
+        return RedisAdmissionStore(redis, ttl=settings.job_retention)
     return MemoryAdmissionStore(ttl=settings.job_retention)
 
 
@@ -90,18 +92,24 @@ async def openapi_json(request: Request) -> dict:
 
 
 def create_app(
-    settings: Settings | None = None, dispatcher: Dispatcher | None = None, admission: AdmissionStore | None = None
+    settings: Settings | None = None,
+    dispatcher: Dispatcher | None = None,
+    admission: AdmissionStore | None = None,
+    model: ModelInfo | None = None,
 ) -> Litestar:
+    """The API over `dispatcher` and `admission` (by default those the settings call for: embedded, or Celery
+    and Redis, which then share one Redis client) serving `model` (by default read from OCRSERVE_MODEL)."""
     settings = settings or settings_from_env()
-    model = load_model_info(settings.model)
+    model = model or load_model_info(settings.model)
     resolve_mode(model.family, settings.mode, param="OCRSERVE_MODE")
     if settings.api_keys and not settings.admin_keys:
         log.warning(
             "OCRSERVE_API_KEYS is set but OCRSERVE_ADMIN_KEYS is not: /v1/devices/* answers 403 to every key; "
             "set OCRSERVE_ADMIN_KEYS to reach them"
         )
-    dispatcher = dispatcher or build_dispatcher(settings)
-    admission = admission or build_admission_store(settings)
+    redis = RedisConnection(settings.redis_url) if settings.redis_url else None
+    dispatcher = dispatcher or build_dispatcher(settings, redis)
+    admission = admission or build_admission_store(settings, redis)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -111,6 +119,7 @@ def create_app(
                 settings=settings,
                 dispatcher=dispatcher,
                 admission=admission,
+                redis=redis,
                 model=model,
                 metrics=Metrics(),
                 http=http,
@@ -123,7 +132,8 @@ def create_app(
                 try:
                     await dispatcher.close()
                 finally:
-                    await admission.close()
+                    if redis is not None:
+                        await redis.close()
 
     # Swagger UI from a packaged copy, not a CDN: on-prem installs are often offline.
     swagger = SwaggerRenderPlugin(

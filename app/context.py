@@ -7,12 +7,14 @@ from functools import cached_property
 
 import httpx
 
+from app.admission.store import AdmissionStore
+from app.fetching import UrlPolicy
 from app.metrics import Metrics
 from ocr_engine.model_info import ModelInfo
 from ocr_engine.token_texts import TokenTexts
 from ocrserve.settings import Settings
-from workers.admission_store import AdmissionStore
 from workers.dispatch import Dispatcher
+from workers.redis_client import RedisConnection
 
 
 @dataclass(eq=False)
@@ -24,6 +26,11 @@ class AppContext:
     metrics: Metrics
     http: httpx.AsyncClient
     started_at: int
+    redis: RedisConnection | None = None  # Celery mode: the client the dispatcher and admission share
+
+    @cached_property
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy.of(self.settings)
 
     @cached_property
     def token_texts(self) -> TokenTexts:

@@ -272,7 +272,7 @@ class _Submitter:
         except BaseException as exc:  # raised on the job's thread, in its turn
             self.inbox.put((_ERROR, count, exc))
             return
-        self.inbox.put((_END, max(request.page_total, 1), None))
+        self.inbox.put((_END, request.sequence_count, None))
 
     def stop(self) -> None:
         """Cancel every row of the job, and submit no more."""
@@ -320,7 +320,7 @@ def run_ocr(
     listener = listener or OcrListener()
     finished = finished or {}
     separator = request.text_separator
-    ordered = _InOrder(listener, separator, max(request.page_total, 1), finished)
+    ordered = _InOrder(listener, separator, request.sequence_count, finished)
     results: list[PageResult] = list(finished.values())
     submitter = _Submitter(engine, request, limits, background=background, skip=finished)
     pages: dict[int, _OpenPage] = {}

@@ -98,3 +98,8 @@ class OcrRequest(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def page_total(self) -> int:
         return sum(len(d.selected_pages) for d in self.documents)
+
+    @property
+    def sequence_count(self) -> int:
+        """The pages as a job counts them: one sequence each, and one for a text-only request."""
+        return max(self.page_total, 1)

@@ -125,14 +125,29 @@ def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0, max_position_em
     return _save_ocr2(DeepseekOcr2ForConditionalGeneration(config).eval(), tokenizer, path)
 
 
+def write_model_files(path: str | Path) -> Path:
+    """What the API reads of a tiny DeepSeek-OCR-2 checkpoint (config, tokenizer, processor), without weights: for
+    tests of the HTTP layer, which never loads a model."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>")).save_pretrained(path)
+    _save_processor(tokenizer, path)
+    return path
+
+
 def _save_ocr2(model: DeepseekOcr2ForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
     model.generation_config.bos_token_id = 0
     model.generation_config.eos_token_id = 1
     model.generation_config.pad_token_id = 2
     model.save_pretrained(path)
+    _save_processor(tokenizer, path)
+    return path
+
+
+def _save_processor(tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
     processor = DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tokenizer)
     processor.save_pretrained(path)
-    return path
 
 
 def write_scripted_deepseek_ocr2(path: str | Path, pieces: Sequence[str]) -> Path:

@@ -146,7 +146,6 @@ def _fraction(value: str) -> float:
 
 def _worker(args: argparse.Namespace) -> None:
     from workers.celery_worker import check_redis, run_worker
-    from workers.engine_options import EngineOptions
 
     settings = apply_flags(settings_from_env(), args)
     setup_logging(settings.log_level, settings.log_format)
@@ -160,17 +159,7 @@ def _worker(args: argparse.Namespace) -> None:
         )
     if problem := check_redis(settings.redis_url):
         sys.exit(f"ocrserve worker: {problem}")  # before loading the model, and not Celery's endless retries
-    run_worker(
-        settings.redis_url,
-        EngineOptions.of(settings),
-        retention=settings.job_retention,
-        time_limit=settings.job_time_limit,
-        redelivery_timeout=settings.redelivery_timeout,
-        heartbeat_interval=settings.heartbeat_interval,
-        worker_timeout=settings.worker_timeout,
-        concurrency=settings.worker_concurrency,
-        log_level=settings.log_level,
-    )
+    run_worker(settings)
 
 
 def _write_checkpoint(args: argparse.Namespace) -> None:

@@ -37,6 +37,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the API reads of the tiny checkpoint (config, tokenizer, processor), no weights: in-process apps."""
+    from ocr_engine.testing import write_model_files
+
+    return write_model_files(tmp_path_factory.mktemp("tiny-ocr2-files"))
+
+
+@pytest.fixture(scope="session")
 def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("server-logs")
 
@@ -118,3 +126,9 @@ def doc_server() -> Iterator[DocServer]:
 @pytest.fixture(scope="session")
 def png() -> bytes:
     return png_bytes()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Tests marked `anyio` run on asyncio, as the server does."""
+    return "asyncio"

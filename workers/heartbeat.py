@@ -1,27 +1,26 @@
-"""A Celery worker's background thread: heartbeats, device-switch commands, and recovery of lost workers' jobs.
+"""A Celery worker's heartbeat: its report in the registry, device-switch commands, and recovery of lost workers'
+jobs, as one task on the worker's I/O loop (`workers.loop_thread`).
 
-It runs beside the job (the solo pool runs jobs on the main thread), so a worker busy with a long document
-still reports, still answers a switch (which itself waits for the batch in flight), and is never seen as lost.
-Nothing that goes wrong in one round stops the thread: a dead heartbeat would make a working worker look lost.
+It runs beside the jobs, so a worker busy with a long document still reports, still answers a switch (which
+itself waits for the step in flight, on a thread), and is never seen as lost. Nothing that goes wrong in one
+round stops it: a dead heartbeat would make a working worker look lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 
-import redis
-
+from workers.redis_client import RedisConnection
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
 from workers.switching import SwitchCommand, next_command, reply
+from workers.watchdog import RESTART_EXIT
 
 log = logging.getLogger(__name__)
-# the exit status of a worker whose model was left unusable by a failed device switch
-UNUSABLE_MODEL_EXIT = 70
 
 
 class Heartbeat:
@@ -31,58 +30,64 @@ class Heartbeat:
         registry: WorkerRegistry,
         *,
         interval: float,
-        recover: Callable[[], object],
+        recover: Callable[[], Awaitable[object]],
     ) -> None:
         self.reporter = reporter
         self.registry = registry
+        self.connection: RedisConnection = registry.connection
         self.interval = interval
         self.recover = recover
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ocr-heartbeat", daemon=True)
-        # one switch at a time, off this thread: waiting for a batch must not delay heartbeats
-        self._switches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocr-switch")
+        self._task: asyncio.Task[None] | None = None
+        self._one_switch = asyncio.Lock()
+        self._switches: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self.beat()
-        self._thread.start()
+    async def start(self) -> None:
+        await self.beat()
+        self._task = asyncio.create_task(self._run(), name="ocr-heartbeat")
 
-    def beat(self) -> None:
-        """Report now (the worker's state or job changed), not at the next interval."""
-        self.registry.beat(self.reporter.snapshot())
+    async def beat(self) -> None:
+        """Report now (the worker's state or jobs changed), not at the next interval. Describing the devices
+        reads /proc and asks CUDA: on a thread."""
+        await self.registry.beat(await asyncio.to_thread(self.reporter.snapshot))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Leave the registry (a worker that stops cleanly is gone, not lost)."""
-        self._stopping.set()
-        self._thread.join(self.interval + 5)
-        self._switches.shutdown(wait=False, cancel_futures=True)
+        for task in [self._task, *self._switches]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         try:
-            self.registry.remove(self.reporter.worker_id)
-        except redis.RedisError as exc:
+            await self.registry.remove(self.reporter.worker_id)
+        except Exception as exc:
             log.warning("could not leave the worker registry: %s", exc)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    async def _run(self) -> None:
+        while True:
             try:
-                self.beat()
-                self.recover()
+                await self.beat()
+                await self.recover()
                 # waiting for a command is also the pause between two heartbeats
-                command = next_command(self.registry.client, self.reporter.worker_id, self.interval)
+                command = await next_command(self.connection, self.reporter.worker_id, self.interval)
             except Exception as exc:
-                log.warning("heartbeat round failed: %s", exc, exc_info=not isinstance(exc, redis.RedisError))
-                self._stopping.wait(self.interval)
+                log.warning("heartbeat round failed: %s", exc)
+                await asyncio.sleep(self.interval)
                 continue
             if command is not None:
-                self._switches.submit(self._switch, command)
+                task = asyncio.create_task(self._switch(command))
+                self._switches.add(task)
+                task.add_done_callback(self._switches.discard)
 
-    def _switch(self, command: SwitchCommand) -> None:
-        result = self.reporter.switch(command.device)
+    async def _switch(self, command: SwitchCommand) -> None:
+        async with self._one_switch:  # one move at a time; it waits for the step in flight, on a thread
+            result = await asyncio.to_thread(self.reporter.switch, command.device)
         try:
-            self.beat()
-            reply(self.registry.client, command.command_id, result)
+            await self.beat()
+            await reply(self.connection, command.command_id, result)
         except Exception as exc:
             log.warning("could not report the device switch: %s", exc)
         if self.reporter.state == "failed":
             # the model is in no state to run jobs: exit, so the supervisor restarts the worker and the
-            # registry's recovery hands its job to another one
+            # registry's recovery hands its jobs to other workers
             log.error("the model is unusable after a failed device switch; exiting")
-            os._exit(UNUSABLE_MODEL_EXIT)
+            os._exit(RESTART_EXIT)

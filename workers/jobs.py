@@ -93,14 +93,15 @@ class JobRecord(msgspec.Struct, kw_only=True):
     ) -> JobRecord:
         """The record of a new job for `request`. A background job with layout output keeps its documents while
         it is kept (its page images are what its boxes are drawn on); every other job lets them go at its end."""
-        record = cls.new(max(request.page_total, 1), background=background, meta=meta, job_id=job_id)
+        record = cls.new(request.sequence_count, background=background, meta=meta, job_id=job_id)
         record.keeps_documents = background and request.output_format == "layout" and bool(request.documents)
         return record
 
-    def apply(self, event: JobEvent) -> None:
-        """Advance the record; events after a terminal state are ignored (a late cancel loses to completion)."""
+    def apply(self, event: JobEvent) -> bool:
+        """Advance the record. An event after a terminal state changes nothing and is refused (False): a late
+        cancel loses to completion, and no store keeps an event that comes after the end."""
         if self.state.terminal:
-            return
+            return False
         match event:
             case JobClaimed(worker=worker):
                 self.worker = worker
@@ -118,6 +119,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
                 self.error = error
             case JobCancelled():
                 self._finish(JobState.CANCELLED)
+        return True
 
     def _finish(self, state: JobState) -> None:
         self.state, self.finished_at = state, time.time()

@@ -1,42 +1,31 @@
 """Embedded mode: the model lives in the API process and runs many jobs at once; jobs and events live in memory.
 
-Two lanes of job threads, one for interactive jobs and one for background ones, `concurrency` threads each, so a
-chat never waits for a thread behind long background jobs. Every job thread feeds the one engine, whose
-scheduler decodes the pages of all of them together.
+The jobs are those of every dispatcher (`workers.job_service`) over the memory store and this process's job
+threads (`workers.thread_queue`). The model loads on a thread of its own, so the API answers (503) meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import queue
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ocr_engine.errors import InvalidInput, ModelUnavailable, OcrError, ServiceUnavailable
 from ocr_engine.request import OcrRequest
 from workers.dispatch import EngineStatus, Readiness
-from workers.events import TERMINAL_EVENTS, JobCancelled, JobError, JobEvent, JobFailed
-from workers.jobs import JobRecord, JobState
+from workers.events import JobError, JobEvent, JobFailed
+from workers.job_service import Jobs
+from workers.jobs import JobRecord
+from workers.memory_store import MemoryJobStore
 from workers.model_host import ModelHost
 from workers.registry import SwitchResult, WorkerInfo, choose_device
 from workers.reporter import WorkerReporter
 from workers.runner import run_job
+from workers.thread_queue import ThreadQueue
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Job:
-    record: JobRecord
-    request: OcrRequest | None
-    events: list[JobEvent] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class LocalDispatcher:
@@ -53,32 +42,24 @@ class LocalDispatcher:
         self._load = load
         self._stall_limit = stall_limit
         self._reporter = WorkerReporter("embedded", model)
-        self._job_ttl = job_ttl
-        self._max_jobs = max_jobs
-        self._concurrency = max(1, concurrency)
-        self._jobs: dict[str, _Job] = {}
-        self._queues: dict[bool, queue.Queue[str | None]] = {False: queue.Queue(), True: queue.Queue()}
-        self._lock = threading.Lock()
+        self._store = MemoryJobStore(ttl=job_ttl, max_jobs=max_jobs)
+        self._queue = ThreadQueue(concurrency)
+        self._jobs = Jobs(self._store, self._queue)
         self._readiness = Readiness.LOADING
         self._message = "loading the model"
         self._running: set[str] = set()
-        self._threads: list[threading.Thread] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loader: threading.Thread | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        loader = threading.Thread(target=self._load_and_serve, name="ocr-loader", daemon=True)
-        self._threads.append(loader)
-        loader.start()
+        self._loader = threading.Thread(target=self._load_and_serve, name="ocr-loader", daemon=True)
+        self._loader.start()
 
     async def close(self) -> None:
-        for job in list(self._jobs.values()):
-            job.cancel.set()
-        for lane in self._queues.values():
-            for _ in range(self._concurrency):
-                lane.put(None)
-        for thread in list(self._threads):
-            await asyncio.to_thread(thread.join, 30)
+        self._store.cancel_all()
+        threads = self._queue.stop()
+        for thread in [self._loader, *threads]:
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 30)
         if self._reporter.host is not None:
             await asyncio.to_thread(self._reporter.host.engine.close)
 
@@ -93,12 +74,8 @@ class LocalDispatcher:
             if stalled > self._stall_limit:
                 readiness = Readiness.FAILED
                 message = f"a model step has run for {stalled:.0f} s: the model is stuck; restart the server"
-        return EngineStatus(
-            readiness=readiness,
-            message=message,
-            queued=sum(lane.qsize() for lane in self._queues.values()),
-            running=len(self._running),
-        )
+        queued, running = self._queue.waiting(), len(self._running)
+        return EngineStatus(readiness=readiness, message=message, queued=queued, running=running)
 
     async def submit(
         self,
@@ -108,60 +85,25 @@ class LocalDispatcher:
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> JobRecord:
-        self._evict()
-        record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
-        job = _Job(record=record, request=request)
-        self._jobs[job.record.id] = job
-        self._queues[background].put(job.record.id)
-        return job.record
+        return await self._jobs.submit(request, background=background, meta=meta, job_id=job_id)
 
     async def queued_pages(self, background: bool) -> int:
-        return sum(
-            job.record.pages_total
-            for job in self._jobs.values()
-            if job.record.state is JobState.QUEUED and job.record.background == background
-        )
+        return await self._jobs.queued_pages(background)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        job = self._jobs.get(job_id)
-        return job.record if job else None
+        return await self._jobs.get(job_id)
 
     async def request(self, job_id: str) -> OcrRequest | None:
-        job = self._jobs.get(job_id)
-        return job.request if job else None
+        return await self._jobs.request(job_id)
+
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        return self._jobs.events(job_id)
 
     async def delete(self, job_id: str) -> bool:
-        if await self.cancel(job_id) is None:
-            return False
-        del self._jobs[job_id]
-        return True
+        return await self._jobs.delete(job_id)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return None
-        job.cancel.set()
-        if job.record.state is JobState.QUEUED:
-            self._emit(job, JobCancelled())
-        return job.record
-
-    async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return
-        loop = asyncio.get_running_loop()
-        seen = 0
-        while True:
-            while seen < len(job.events):
-                event = job.events[seen]
-                seen += 1
-                yield event
-                if isinstance(event, TERMINAL_EVENTS):
-                    return
-            waiter = loop.create_future()
-            job.waiters.append(waiter)
-            if seen == len(job.events):
-                await waiter
+        return await self._jobs.cancel(job_id)
 
     async def workers(self) -> list[WorkerInfo]:
         # off the event loop: describing devices reads /proc and asks CUDA
@@ -180,82 +122,43 @@ class LocalDispatcher:
             self._readiness, self._message = Readiness.FAILED, reporter.message
         return [result]
 
-    def _emit(self, job: _Job, event: JobEvent) -> None:
-        self._reporter.observe(event)
-        with self._lock:
-            if job.record.state.terminal:
-                return
-            job.record.apply(event)
-            job.events.append(event)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake, job)
-
-    @staticmethod
-    def _wake(job: _Job) -> None:
-        waiters, job.waiters = job.waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _evict(self) -> None:
-        """Forget finished jobs past their time to live, and the oldest finished ones beyond `max_jobs`."""
-        now = time.time()
-        finished = [j for j in self._jobs.values() if j.record.finished_at is not None]
-        finished.sort(key=lambda j: j.record.finished_at or 0.0)
-        excess = len(self._jobs) - self._max_jobs + 1
-        for index, job in enumerate(finished):
-            if index < excess or now - (job.record.finished_at or now) > self._job_ttl:
-                del self._jobs[job.record.id]
-
-    def _fail_queued(self, error: JobError) -> None:
-        for lane in self._queues.values():
-            while True:
-                try:
-                    job_id = lane.get_nowait()
-                except queue.Empty:
-                    break
-                if job_id is not None and (job := self._jobs.get(job_id)):
-                    self._emit(job, JobFailed(error=error))
-
     def _load_and_serve(self) -> None:
         try:
-            ocr = self._load()
+            host = self._load()
         except Exception as exc:
             self._readiness = Readiness.FAILED
             self._message = exc.message if isinstance(exc, OcrError) else f"model failed to load: {exc}"
             self._reporter.failed(self._message)
             log.error("model failed to load: %s", self._message, exc_info=not isinstance(exc, OcrError))
-            self._fail_queued(JobError.of(ModelUnavailable(self._message)))
+            error = JobError.of(ModelUnavailable(self._message))
+            for job_id in self._queue.take_waiting():
+                self._store.add(job_id, JobFailed(error=error))
             return
-        self._reporter.ready(ocr)
+        self._reporter.ready(host)
         self._readiness, self._message = Readiness.READY, "ready"
-        for background, lane in self._queues.items():
-            for number in range(self._concurrency):
-                name = f"ocr-{'background' if background else 'interactive'}-{number}"
-                thread = threading.Thread(target=self._serve_lane, args=(lane, ocr), name=name, daemon=True)
-                self._threads.append(thread)
-                thread.start()
+        self._queue.start(lambda job_id: self._run(job_id, host))
 
-    def _serve_lane(self, lane: queue.Queue[str | None], ocr: ModelHost) -> None:
-        while (job_id := lane.get()) is not None:
-            job = self._jobs.get(job_id)
-            if job is None or job.record.state.terminal or job.request is None:
-                continue
-            self._running.add(job_id)
-            try:
-                emit = functools.partial(self._emit, job)
-                request_id = job.record.meta.get("request_id")
-                with self._reporter.running(job_id):
-                    run_job(
-                        job_id,
-                        job.request,
-                        ocr,
-                        emit,
-                        job.cancel.is_set,
-                        background=job.record.background,
-                        request_id=request_id,
-                    )
-            finally:
-                if not job.record.keeps_documents:
-                    job.request = None
-                self._running.discard(job_id)
+    def _run(self, job_id: str, host: ModelHost) -> None:
+        """One job on its lane's thread (skipped if it ended while it waited)."""
+        taken = self._store.take(job_id)
+        if taken is None:
+            return
+        record, request = taken
+        self._running.add(job_id)
+        try:
+            with self._reporter.running(job_id):
+                run_job(
+                    job_id,
+                    request,
+                    host,
+                    lambda event: self._emit(job_id, event),
+                    lambda: self._store.cancel_requested(job_id),
+                    background=record.background,
+                    request_id=record.meta.get("request_id"),
+                )
+        finally:
+            self._running.discard(job_id)
+
+    def _emit(self, job_id: str, event: JobEvent) -> None:
+        self._reporter.observe(event)
+        self._store.add(job_id, event)

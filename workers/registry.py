@@ -14,15 +14,14 @@ import time
 from typing import Literal
 
 import msgspec
-import redis
-import redis.asyncio as aioredis
 
 from ocr_engine.errors import InvalidInput
+from workers.redis_client import RedisConnection
+from workers.redis_keys import WORKERS_KEY, alive_key
 
 DeviceType = Literal["gpu", "cpu"]
 WorkerState = Literal["loading", "ready", "switching", "failed", "lost"]
 log = logging.getLogger(__name__)
-WORKERS_KEY = "ocrserve:workers"
 # Lost workers stay listed for this many worker timeouts, then their entries are dropped.
 LOST_LISTED_TIMEOUTS = 20
 
@@ -104,10 +103,6 @@ def choose_device(requested: str, available: list[DeviceInfo]) -> str:
     return requested
 
 
-def alive_key(worker_id: str) -> str:
-    return f"ocrserve:worker:{worker_id}:alive"
-
-
 _info_decoder = msgspec.msgpack.Decoder(WorkerInfo)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -141,44 +136,40 @@ def _as_seen(raw: dict[bytes, bytes], alive: list[int], timeout: float) -> tuple
 class WorkerRegistry:
     """Heartbeats in one Redis hash (worker id → report), written by workers, read by workers and the API."""
 
-    def __init__(self, client: redis.Redis, timeout: float) -> None:
-        self.client = client
+    def __init__(self, connection: RedisConnection, timeout: float) -> None:
+        self.connection = connection
         self.timeout = timeout
+        self._client = connection.client
 
-    def beat(self, info: WorkerInfo) -> None:
-        with self.client.pipeline() as pipe:
-            pipe.hset(WORKERS_KEY, info.worker_id, _encoder.encode(info))
-            pipe.set(alive_key(info.worker_id), b"1", px=int(self.timeout * 1000))
-            pipe.execute()
+    async def beat(self, info: WorkerInfo) -> None:
+        with self.connection.reachable():
+            async with self._client.pipeline() as pipe:
+                pipe.hset(WORKERS_KEY, info.worker_id, _encoder.encode(info))
+                pipe.set(alive_key(info.worker_id), b"1", px=int(self.timeout * 1000))
+                await pipe.execute()
 
-    def remove(self, worker_id: str) -> None:
+    async def remove(self, worker_id: str) -> None:
         """A worker that stops cleanly leaves the registry: it is gone, not lost."""
-        with self.client.pipeline() as pipe:
-            pipe.hdel(WORKERS_KEY, worker_id)
-            pipe.delete(alive_key(worker_id))
-            pipe.execute()
+        with self.connection.reachable():
+            async with self._client.pipeline() as pipe:
+                pipe.hdel(WORKERS_KEY, worker_id)
+                pipe.delete(alive_key(worker_id))
+                await pipe.execute()
 
-    def workers(self) -> list[WorkerInfo]:
-        raw = self.client.hgetall(WORKERS_KEY)
-        with self.client.pipeline(transaction=False) as pipe:
-            for worker_id in raw:
-                pipe.exists(alive_key(worker_id.decode()))
-            alive = pipe.execute()
-        workers, stale = _as_seen(raw, alive, self.timeout)
-        if stale:
-            self.client.hdel(WORKERS_KEY, *stale)
+    async def workers(self, *, prune: bool = False) -> list[WorkerInfo]:
+        """Every worker that reported, the lost ones as `lost`. With `prune` (a worker's heartbeat does it; the
+        API only reads), entries lost for LOST_LISTED_TIMEOUTS timeouts are dropped."""
+        with self.connection.reachable():
+            raw = await self._client.hgetall(WORKERS_KEY)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for worker_id in raw:
+                    pipe.exists(alive_key(worker_id.decode()))
+                alive = await pipe.execute()
+            workers, stale = _as_seen(raw, alive, self.timeout)
+            if prune and stale:
+                await self._client.hdel(WORKERS_KEY, *stale)
         return workers
 
-    def is_alive(self, worker_id: str) -> bool:
-        return bool(self.client.exists(alive_key(worker_id)))
-
-
-async def read_workers(client: aioredis.Redis, timeout: float) -> list[WorkerInfo]:
-    """The registry for the API (read only: dropping long-lost entries is the workers' job)."""
-    raw = await client.hgetall(WORKERS_KEY)
-    async with client.pipeline(transaction=False) as pipe:
-        for worker_id in raw:
-            pipe.exists(alive_key(worker_id.decode()))
-        alive = await pipe.execute()
-    workers, _ = _as_seen(raw, alive, timeout)
-    return workers
+    async def is_alive(self, worker_id: str) -> bool:
+        with self.connection.reachable():
+            return bool(await self._client.exists(alive_key(worker_id)))

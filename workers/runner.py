@@ -89,7 +89,7 @@ def run_job(
         try:
             if cancelled():
                 raise JobCancelled("the job was cancelled before it started")
-            emit(JobStarted(pages_total=max(request.page_total, 1)))
+            emit(JobStarted(pages_total=request.sequence_count))
             result = ocr(request, _EventListener(emit, cancelled, len(finished)), background, finished)
         except JobCancelled:
             log.info("job %s (request %s): cancelled", job_id, request_id or "-")

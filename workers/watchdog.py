@@ -12,6 +12,9 @@ from types import TracebackType
 
 HARD_LIMIT_GRACE_S = 60.0
 """How far past OCRSERVE_JOB_TIME_LIMIT a job, or one model step, may run before it counts as stuck."""
+RESTART_EXIT = 70
+"""The exit status of a worker that can no longer run jobs (stuck, unusable model, broker lost): its supervisor
+restarts it, and the registry's recovery hands its jobs to other workers."""
 
 
 class Watchdog:

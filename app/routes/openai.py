@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from litestar import Request, Router, get
 
+from app.admission.guard import AdmissionTicket
 from app.auth import require_api_key
 from app.context import AppContext
 from app.errors import ApiError
@@ -25,8 +26,8 @@ from app.serving.completions import create_completion
     reply=ChatCompletion,
     described="The reply, or with stream=true its chunks",
 )
-async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
-    return await create_chat_completion(ctx, data)
+async def chat_completions(data: ChatCompletionRequest, ctx: AppContext, admission: AdmissionTicket) -> Any:
+    return await create_chat_completion(ctx, data, admission)
 
 
 @job_post(
@@ -35,8 +36,8 @@ async def chat_completions(data: ChatCompletionRequest, ctx: AppContext) -> Any:
     reply=Completion,
     described="The completion, or with stream=true its chunks",
 )
-async def completions(data: CompletionRequest, ctx: AppContext) -> Any:
-    return await create_completion(ctx, data)
+async def completions(data: CompletionRequest, ctx: AppContext, admission: AdmissionTicket) -> Any:
+    return await create_completion(ctx, data, admission)
 
 
 MODELS_PREFIX = "/v1/models/"

@@ -7,12 +7,14 @@ from typing import Any
 from litestar import Response, Router, delete, get, post
 from litestar.openapi import ResponseSpec
 
+from app.admission.guard import AdmissionTicket
 from app.auth import require_api_key
 from app.context import AppContext
 from app.openapi import EventStreamOperation, error_responses
 from app.protocol.responses import ResponseCreateRequest, ResponseDeleted, ResponseObject
 from app.routes.job_post import job_post
-from app.serving import page_images, responses
+from app.serving import page_images
+from app.serving.responses import endpoints as responses
 
 
 @job_post(
@@ -21,8 +23,8 @@ from app.serving import page_images, responses
     reply=ResponseObject,
     described="The response, or with stream=true its events",
 )
-async def create_response(data: ResponseCreateRequest, ctx: AppContext) -> Any:
-    return await responses.create_response(ctx, data)
+async def create_response(data: ResponseCreateRequest, ctx: AppContext, admission: AdmissionTicket) -> Any:
+    return await responses.create_response(ctx, data, admission)
 
 
 FOUND_ERRORS = error_responses(401, 404, 503)  # 503: the job store (Redis) cannot be reached

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app.admission.guard import AdmissionTicket
 from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.chat import (
@@ -51,9 +52,11 @@ async def to_job(ctx: AppContext, body: ChatCompletionRequest) -> OcrRequest:
     return await jobs.build_request(ctx, body.messages, body.ocr, sampling)
 
 
-async def create_chat_completion(ctx: AppContext, body: ChatCompletionRequest) -> ChatCompletion | EventStream:
+async def create_chat_completion(
+    ctx: AppContext, body: ChatCompletionRequest, admission: AdmissionTicket
+) -> ChatCompletion | EventStream:
     request = await to_job(ctx, body)
-    record = await jobs.submit(ctx, request)
+    record = await jobs.submit(ctx, request, admission)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventStream(_chunks(ctx, record, body.model, include_usage))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from app.admission.guard import AdmissionTicket
 from app.context import AppContext
 from app.errors import ApiError
 from app.protocol.common import UsageInfo
@@ -80,9 +81,11 @@ async def to_job(ctx: AppContext, body: CompletionRequest) -> OcrRequest:
     return OcrRequest(prompt=text, prompt_token_ids=tuple(prompt), sampling=sampling, output_format="raw")
 
 
-async def create_completion(ctx: AppContext, body: CompletionRequest) -> Completion | EventStream:
+async def create_completion(
+    ctx: AppContext, body: CompletionRequest, admission: AdmissionTicket
+) -> Completion | EventStream:
     request = await to_job(ctx, body)
-    record = await jobs.submit(ctx, request)
+    record = await jobs.submit(ctx, request, admission)
     echo = request.prompt if body.echo else ""
     logprobs_wanted = request.sampling.logprobs is not None
     if body.stream:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 
 from app.context import AppContext
-from app.protocol.devices import AvailableDevice, DevicesStatus, SwitchRequest, SwitchResponse
+from app.protocol.devices import AvailableDevice, DevicesStatus, SwitchRequest, SwitchResponse, SwitchResult, WorkerInfo
 from ocr_engine.errors import InvalidInput
-from workers.registry import DEVICE_NAME, WorkerInfo
+from workers import registry
+from workers.registry import DEVICE_NAME
+
+Shape = TypeVar("Shape", bound=msgspec.Struct)
 
 
-def _overall(workers: list[WorkerInfo]) -> str:
+def as_shown(record: object, shape: type[Shape]) -> Shape:
+    """A registry record in the API's shape of the same name (fields are matched by name, nested ones too)."""
+    return msgspec.convert(record, shape, from_attributes=True)
+
+
+def _overall(workers: list[registry.WorkerInfo]) -> str:
     live = [worker for worker in workers if worker.state != "lost"]
     if not live:
         return "unavailable"
     return "ok" if all(worker.state == "ready" for worker in workers) else "degraded"
 
 
-def _devices(workers: list[WorkerInfo]) -> list[AvailableDevice]:
+def _devices(workers: list[registry.WorkerInfo]) -> list[AvailableDevice]:
     """Each host's devices once, with the live workers that can use them (memory as last reported)."""
     found: dict[tuple[str, str], AvailableDevice] = {}
     for worker in workers:
@@ -37,7 +47,7 @@ async def devices_status(ctx: AppContext) -> DevicesStatus:
     return DevicesStatus(
         status=_overall(workers),
         mode="embedded" if ctx.settings.embedded else "celery",
-        workers=workers,
+        workers=[as_shown(worker, WorkerInfo) for worker in workers],
         available_devices=devices,
         backends=sorted({device.backend for device in devices}),
     )
@@ -46,7 +56,9 @@ async def devices_status(ctx: AppContext) -> DevicesStatus:
 async def switch_device(ctx: AppContext, data: SwitchRequest) -> SwitchResponse:
     if not DEVICE_NAME.fullmatch(data.device):
         raise InvalidInput(f"device must be cpu, gpu:N or auto, got {data.device!r}", param="device")
-    results = await ctx.dispatcher.switch_device(data.device, data.worker)
+    results = [
+        as_shown(result, SwitchResult) for result in await ctx.dispatcher.switch_device(data.device, data.worker)
+    ]
     switched = sum(result.success for result in results)
     single = results[0] if len(results) == 1 else None
     return SwitchResponse(

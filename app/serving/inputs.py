@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from app.context import AppContext
 from app.errors import ApiError
-from app.fetching import UrlPolicy, fetch_url
+from app.fetching import fetch_url
 from app.protocol.chat import ChatMessage, FileData, FilePart, ImageUrlPart, TextPart
 from app.protocol.common import OcrOptions
 from ocr_engine.documents import check_page_total, decode_base64_payload, load_document
@@ -43,9 +43,7 @@ async def _image_bytes(ctx: AppContext, url: str, param: str) -> bytes:
     if url.startswith("data:"):
         return decode_base64_payload(url, param=param)
     if url.startswith(("http://", "https://")):
-        return await fetch_url(
-            url, policy=UrlPolicy.of(ctx.settings), max_bytes=ctx.settings.max_document_bytes, client=ctx.http
-        )
+        return await fetch_url(url, policy=ctx.url_policy, max_bytes=ctx.settings.max_document_bytes, client=ctx.http)
     raise ApiError(400, "image_url.url must be a data URL or an http(s) URL", code="invalid_url", param=param)
 
 

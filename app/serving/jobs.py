@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from app import admission
+from app.admission.guard import AdmissionTicket, check_engine, check_queue, job_slot
 from app.context import AppContext
 from app.errors import ApiError, api_error_of_job
 from app.protocol.chat import ChatMessage
@@ -129,13 +129,19 @@ async def build_request(
 
 
 async def submit(
-    ctx: AppContext, request: OcrRequest, *, background: bool = False, meta: dict[str, Any] | None = None
+    ctx: AppContext,
+    request: OcrRequest,
+    admission: AdmissionTicket,
+    *,
+    background: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> JobRecord:
-    await admission.check_engine(ctx)
+    """Queue the job of a request that admission control let in (`admission`: its ticket, from the route)."""
+    await check_engine(ctx, admission)
     if request_id := current_request_id():  # the worker logs its job lines with the request's id
         meta = {**(meta or {}), "request_id": request_id}
-    await admission.check_queue(ctx, max(request.page_total, 1), background=background)
-    async with admission.job_slot(ctx) as job_id:
+    await check_queue(ctx, admission, request.sequence_count, background=background)
+    async with job_slot(ctx, admission) as job_id:
         record = await ctx.dispatcher.submit(request, background=background, meta=meta, job_id=job_id)
     log.info("job %s queued: %d pages%s", record.id, record.pages_total, " (background)" if background else "")
     return record

@@ -8,7 +8,7 @@ import io
 
 from app.context import AppContext
 from app.errors import ApiError
-from app.serving.responses import find
+from app.serving.responses.objects import find
 from ocr_engine.documents import page_image
 from ocr_engine.request import OcrRequest
 

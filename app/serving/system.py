@@ -11,7 +11,7 @@ from app.context import AppContext
 from app.protocol.system import Health, HealthChecks, Load, RedisCheck, ServerInfo, WorkersCheck
 from ocr_engine.errors import OcrError, ServiceUnavailable
 from workers.dispatch import Readiness
-from workers.redis_ping import ping_redis
+from workers.redis_client import RedisConnection
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,14 @@ async def _a_worker_is_ready(ctx: AppContext) -> bool:
 
 
 async def _checks(ctx: AppContext) -> HealthChecks:
-    url = ctx.settings.redis_url
-    return HealthChecks(workers=await _workers_check(ctx), redis=await _redis_check(url) if url else None)
+    redis = ctx.redis
+    return HealthChecks(workers=await _workers_check(ctx), redis=await _redis_check(redis) if redis else None)
 
 
-async def _redis_check(url: str) -> RedisCheck:
+async def _redis_check(redis: RedisConnection) -> RedisCheck:
+    """A PING on a new connection: what a new client would see, connecting included."""
     try:
-        latency = await ping_redis(url, REDIS_PING_TIMEOUT_S)
+        latency = await redis.ping(REDIS_PING_TIMEOUT_S, fresh=True)
     except ServiceUnavailable as exc:
         return RedisCheck(status="error", message=exc.message)
     return RedisCheck(status="ok", latency_ms=round(latency, 2))

@@ -32,7 +32,6 @@ from tests.fixtures import (
     stop_process,
 )
 from workers.celery_dispatch import CeleryDispatcher
-from workers.celery_worker import execute
 from workers.engine_options import EngineOptions
 from workers.events import (
     AnyEvent,
@@ -47,10 +46,14 @@ from workers.events import (
     PageFinished,
     TextDelta,
 )
+from workers.job_execution import WorkerIo, execute
 from workers.jobs import JobRecord, JobState
+from workers.loop_thread import LoopThread
 from workers.model_host import ModelHost
-from workers.redis_store import JobStore, events_key
-from workers.registry import WORKERS_KEY, WorkerInfo, WorkerRegistry
+from workers.redis_client import RedisConnection
+from workers.redis_keys import WORKERS_KEY, events_key
+from workers.redis_store import RedisJobStore
+from workers.registry import WorkerInfo, WorkerRegistry
 from workers.reporter import WorkerReporter
 
 T = TypeVar("T")
@@ -82,8 +85,9 @@ class Api:
     def __init__(self, redis_url: str, shard_pages: int = 0) -> None:
         self.redis_url = redis_url
         self.loop = asyncio.new_event_loop()
+        self.connection = RedisConnection(redis_url)
         self.dispatcher = CeleryDispatcher(
-            redis_url,
+            self.connection,
             retention=600,
             redelivery_timeout=REDELIVERY_S,
             worker_timeout=3,
@@ -141,6 +145,7 @@ class Api:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.dispatcher.close())
+        self.loop.run_until_complete(self.connection.close())
         self.loop.close()
 
 
@@ -295,7 +300,7 @@ def test_a_failed_shard_fails_the_job_and_stops_the_others(redis_url: str) -> No
         assert job.sharding is not None and sharded.get(job.id).state is JobState.QUEUED
         first, *others = (shard.job_id for shard in job.sharding.shards)
         error = JobError(code="unsupported_document", message="page 2 could not be read", kind="invalid_request")
-        JobStore.connect(redis_url, 600).append(first, JobFailed(error=error))
+        sharded.loop.run_until_complete(RedisJobStore(sharded.connection, 600).append(first, JobFailed(error=error)))
         failed = sharded.get(job.id)
         assert failed.state is JobState.FAILED and failed.error == error
         assert [sharded.get(other).state for other in others] == [JobState.CANCELLED] * 2
@@ -425,25 +430,38 @@ def test_a_job_survives_an_api_restart(
 
 
 def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_url: str, tiny_checkpoint: Path) -> None:
-    store = JobStore.connect(redis_url, ttl=60)
+    loop = LoopThread()
+    connection = RedisConnection(redis_url)
+    store = RedisJobStore(connection, ttl=60)
     ocr = ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
     request = pdf_job(pages=1, max_tokens=50)
 
-    slow = JobRecord.new(1)
-    store.create(slow, request)
-    worker = {
-        "reporter": WorkerReporter("celery", str(tiny_checkpoint)),
-        "registry": WorkerRegistry(store.client, 30),
-        "resend": lambda job_id, background: None,
-    }
-    execute(slow.id, store, ocr, time_limit=0, **worker)
-    failed = store.get(slow.id)
-    assert failed.state is JobState.FAILED and failed.error.code == "time_limit_exceeded"
-    assert "OCRSERVE_JOB_TIME_LIMIT" in failed.error.message
+    async def resend(job_id: str, background: bool) -> None:
+        pass
 
-    cancelled = JobRecord.new(1)
-    store.create(cancelled, request)
-    store.append(cancelled.id, JobCancelled())
-    execute(cancelled.id, store, ocr, time_limit=60, **worker)
-    assert store.get(cancelled.id).state is JobState.CANCELLED
-    store.client.close()
+    io = WorkerIo(
+        loop=loop,
+        store=store,
+        registry=WorkerRegistry(connection, 30),
+        reporter=WorkerReporter("celery", str(tiny_checkpoint)),
+        resend=resend,
+    )
+    try:
+        slow = JobRecord.new(1)
+        loop.call(store.create(slow, request))
+        execute(slow.id, io, ocr, time_limit=0)
+        failed = loop.call(store.get(slow.id))
+        assert failed is not None and failed.state is JobState.FAILED
+        assert failed.error is not None and failed.error.code == "time_limit_exceeded"
+        assert "OCRSERVE_JOB_TIME_LIMIT" in failed.error.message
+
+        cancelled = JobRecord.new(1)
+        loop.call(store.create(cancelled, request))
+        loop.call(store.append(cancelled.id, JobCancelled()))
+        execute(cancelled.id, io, ocr, time_limit=60)
+        record = loop.call(store.get(cancelled.id))
+        assert record is not None and record.state is JobState.CANCELLED
+    finally:
+        loop.call(connection.close())
+        loop.stop()
+        ocr.engine.close()

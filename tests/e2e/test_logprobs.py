@@ -15,8 +15,8 @@ import pytest
 from ocr_engine.models.base import PreparedSequence
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.token_texts import TokenTexts
-from tests.engine.rows import model_logprobs
 from tests.fixtures import ServerHandle
+from tests.model.rows import model_logprobs
 
 PROMPT = "The quick brown fox jumps over the lazy dog. Table of contents"  # greedy: 8 plain tokens, no tags
 STEPS = 8

@@ -17,7 +17,7 @@ from ocr_engine.pixels import to_pixels
 from ocr_engine.request import SamplingParams
 from ocr_engine.sampling import make_generator
 from ocr_engine.scheduler import SchedulerLimits
-from tests.engine.rows import Collect, generate, submit
+from tests.model.rows import Collect, generate, submit
 
 
 def text_page(width: int, height: int, seed: int) -> Image.Image:

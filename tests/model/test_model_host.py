@@ -117,8 +117,8 @@ def test_a_model_step_that_never_returns_hands_the_jobs_over_and_exits(host, mon
     """The model thread stuck in one step (a wedged accelerator call, here a step that waits for an event)
     shows in `stalled_for`; the worker's watch then requeues its jobs and exits the process."""
     from ocr_engine.request import SamplingParams
-    from tests.engine.rows import Collect
-    from workers import celery_worker
+    from tests.model.rows import Collect
+    from workers import job_execution
 
     scheduler = host.engine.scheduler
     release = threading.Event()
@@ -129,12 +129,12 @@ def test_a_model_step_that_never_returns_hands_the_jobs_over_and_exits(host, mon
     def exit_(status: int) -> None:
         raise SystemExit(status)
 
-    monkeypatch.setattr(celery_worker.os, "_exit", exit_)
+    monkeypatch.setattr(job_execution.os, "_exit", exit_)
     sink = Collect()
     host.engine.submit(host.engine.adapter.prepare("Hello", None, "gundam"), SamplingParams(max_tokens=2), sink)
     try:
         with pytest.raises(SystemExit) as exited:
-            celery_worker.watch_the_model(host, 0.2, lambda reason, resend: requeued.append(reason), resend=print)
+            job_execution.watch_the_model(scheduler.stalled_for, 0.2, requeued.append)
         assert exited.value.code == 70 and "hung" in requeued[0]
         assert scheduler.stalled_for() > 0.2
     finally:

@@ -27,8 +27,8 @@ from ocr_engine.pipeline import run_ocr
 from ocr_engine.pixels import to_pixels
 from ocr_engine.request import OcrRequest, SamplingParams
 from ocr_engine.testing import BOS, EOS, OCR_SPECIAL_TOKENS, PAD, write_tiny_deepseek_ocr
-from tests.engine.rows import generate
 from tests.fixtures import png_bytes
+from tests.model.rows import generate
 
 DATA = Path(__file__).parents[1] / "data"
 GOLDEN = DATA / "golden_v1"

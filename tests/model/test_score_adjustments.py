@@ -11,7 +11,7 @@ from ocr_engine.engine import OcrEngine
 from ocr_engine.models.loading import load_adapter
 from ocr_engine.request import SamplingParams
 from ocr_engine.scheduler import SchedulerLimits
-from tests.engine.rows import Collect, generate, submit
+from tests.model.rows import Collect, generate, submit
 
 TOKENS = 40
 

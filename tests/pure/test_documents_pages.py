@@ -15,8 +15,8 @@ from ocr_engine.documents import (
     parse_page_selection,
 )
 from ocr_engine.errors import InvalidInput
-from tests.unit.test_documents_images import BLUE, GREEN, RED, encode_pages
-from tests.unit.test_documents_pdf import make_pdf
+from tests.pure.test_documents_images import BLUE, GREEN, RED, encode_pages
+from tests.pure.test_documents_pdf import make_pdf
 
 LIMITS = DocumentLimits()
 

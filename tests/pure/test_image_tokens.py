@@ -1,5 +1,5 @@
 """Image tokens without torch: page sizes read from headers match the decoded pages, the geometry read from config
-JSON, and the per-page counts (parity with the real adapters is in tests/engine/test_image_tokens.py)."""
+JSON, and the per-page counts (parity with the real adapters is in tests/model/test_image_tokens.py)."""
 
 from __future__ import annotations
 

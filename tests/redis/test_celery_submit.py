@@ -12,34 +12,39 @@ from typing import Any, cast
 
 import pytest
 
-from app import admission
+from app.admission.guard import AdmissionTicket, job_slot
+from app.admission.store import MemoryAdmissionStore
 from app.context import AppContext
 from ocr_engine.errors import ServiceUnavailable
 from ocr_engine.request import OcrRequest, SamplingParams
 from ocrserve.settings import Settings
 from tests.fixtures import free_port
-from workers.admission_store import MemoryAdmissionStore
 from workers.celery_app import make_celery
 from workers.celery_dispatch import CeleryDispatcher
 from workers.jobs import JobState
+from workers.redis_client import RedisConnection
 
 REQUEST = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
 
 
 @asynccontextmanager
 async def celery_dispatcher(redis_url: str) -> AsyncIterator[CeleryDispatcher]:
-    dispatcher = CeleryDispatcher(redis_url, retention=600, redelivery_timeout=60, worker_timeout=30, switch_timeout=30)
+    connection = RedisConnection(redis_url)
+    dispatcher = CeleryDispatcher(
+        connection, retention=600, redelivery_timeout=60, worker_timeout=30, switch_timeout=30
+    )
     try:
         yield dispatcher
     finally:
         await dispatcher.close()
+        await connection.close()
 
 
 def test_a_job_whose_message_cannot_be_sent_fails_and_leaves_its_queue(redis_url: str) -> None:
     async def scenario() -> None:
         async with celery_dispatcher(redis_url) as dispatcher:
             # the record goes to the live Redis; the message to a broker nobody listens on
-            dispatcher._celery = make_celery(f"redis://127.0.0.1:{free_port()}/0", redelivery_timeout=60)
+            dispatcher._queue.app = make_celery(f"redis://127.0.0.1:{free_port()}/0", redelivery_timeout=60)
             with pytest.raises(ServiceUnavailable) as refused:
                 await dispatcher.submit(REQUEST, background=True, job_id="unsent")
             assert "OCRSERVE_REDIS_URL" in refused.value.message
@@ -58,21 +63,20 @@ def test_a_request_cancelled_while_its_job_is_queued_keeps_job_and_slot_together
 
     async def scenario() -> None:
         async with celery_dispatcher(redis_url) as dispatcher:
-            send = dispatcher._celery.send_task
+            send = dispatcher._queue.app.send_task
 
             def held_send(*args: Any, **kwargs: Any) -> Any:
                 entered.set()
                 gate.wait(30)
                 return send(*args, **kwargs)
 
-            dispatcher._celery.send_task = held_send
+            dispatcher._queue.app.send_task = held_send
             store = MemoryAdmissionStore()
             context = SimpleNamespace(settings=Settings(max_concurrent_jobs=1), admission=store, dispatcher=dispatcher)
             ctx = cast(AppContext, context)
 
             async def submit_in_a_slot() -> None:
-                admission._client.set("client")  # what the guard of a work route does
-                async with admission.job_slot(ctx) as job_id:
+                async with job_slot(ctx, AdmissionTicket("client")) as job_id:
                     await dispatcher.submit(REQUEST, background=True, job_id=job_id)
 
             request = asyncio.create_task(submit_in_a_slot())

@@ -18,7 +18,7 @@ from ocr_engine.request import SamplingParams
 from ocr_engine.rows import BACKGROUND
 from ocr_engine.scheduler import SchedulerLimits
 from ocr_engine.testing import write_tiny_deepseek_ocr
-from tests.engine.rows import Collect, EventLog, generate, model_logprobs, submit
+from tests.model.rows import Collect, EventLog, generate, model_logprobs, submit
 
 
 def page(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:

@@ -11,8 +11,8 @@ from litestar.testing import TestClient
 
 from app.asgi import create_app
 from ocrserve.settings import Settings
-from workers.admission_store import MemoryAdmissionStore
 from workers.dispatch import Dispatcher
+from workers.redis_client import RedisConnection
 
 
 class DispatcherFailingToClose:
@@ -25,17 +25,17 @@ class DispatcherFailingToClose:
         raise RuntimeError("the dispatcher failed to close")
 
 
-class AdmissionStoreSeenClosed(MemoryAdmissionStore):
-    closed = False
+def test_the_redis_client_is_closed_even_when_the_dispatcher_fails_to_close(
+    model_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
 
-    async def close(self) -> None:
-        self.closed = True
+    async def close(self: RedisConnection) -> None:
+        closed.append(self.where)
 
-
-def test_the_admission_store_is_closed_even_when_the_dispatcher_fails_to_close(tiny_checkpoint: Path) -> None:
-    store = AdmissionStoreSeenClosed()
-    dispatcher = cast(Dispatcher, DispatcherFailingToClose())
-    app = create_app(Settings(model=str(tiny_checkpoint)), dispatcher=dispatcher, admission=store)
+    monkeypatch.setattr(RedisConnection, "close", close)
+    settings = Settings(model=str(model_files), redis_url="redis://127.0.0.1:9/0")
+    app = create_app(settings, dispatcher=cast(Dispatcher, DispatcherFailingToClose()))
     failures: list[Exception] = []
     try:
         with TestClient(app):
@@ -43,14 +43,14 @@ def test_the_admission_store_is_closed_even_when_the_dispatcher_fails_to_close(t
     except* RuntimeError as failed:  # the shutdown's error, grouped by the task group it comes out of
         failures.extend(failed.exceptions)
     assert [str(failure) for failure in failures] == ["the dispatcher failed to close"], "the error still shows"
-    assert store.closed
+    assert closed == ["127.0.0.1:9"]
 
 
 @pytest.mark.parametrize(("admin_keys", "warned"), [((), True), (("admin",), False)])
 def test_api_keys_without_admin_keys_warn_that_devices_are_out_of_reach(
-    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, admin_keys: tuple[str, ...], warned: bool
+    model_files: Path, caplog: pytest.LogCaptureFixture, admin_keys: tuple[str, ...], warned: bool
 ) -> None:
-    settings = Settings(model=str(tiny_checkpoint), api_keys=("key",), admin_keys=admin_keys)
+    settings = Settings(model=str(model_files), api_keys=("key",), admin_keys=admin_keys)
     with caplog.at_level(logging.WARNING, logger="app.asgi"):
         create_app(settings, dispatcher=cast(Dispatcher, DispatcherFailingToClose()))
     warnings = [record.getMessage() for record in caplog.records if "OCRSERVE_ADMIN_KEYS" in record.getMessage()]

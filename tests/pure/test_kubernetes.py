@@ -17,7 +17,7 @@ import yaml
 
 from app.routes.system import system_routes
 from ocrserve.settings import ENV_PREFIX, Settings
-from tests.unit.test_deployment import SETTINGS, VARIABLE
+from tests.pure.test_deployment import SETTINGS, VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"

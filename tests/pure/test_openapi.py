@@ -37,8 +37,8 @@ def _app(checkpoint: Path, **settings: Any) -> Litestar:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_checkpoint: Path) -> Litestar:
-    return _app(tiny_checkpoint)
+def app(model_files: Path) -> Litestar:
+    return _app(model_files)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def _without_nulls(value: Any) -> Any:
         ({"admin_keys": ("a",)}, "/v1/devices/"),  # /v1 stays open without API keys
     ],
 )
-def test_bearer_auth_is_declared_only_where_keys_are_checked(tiny_checkpoint: Path, keys: dict, guarded: str) -> None:
-    with TestClient(_app(tiny_checkpoint, **keys)) as client:
+def test_bearer_auth_is_declared_only_where_keys_are_checked(model_files: Path, keys: dict, guarded: str) -> None:
+    with TestClient(_app(model_files, **keys)) as client:
         spec = client.get("/openapi.json").json()
         anonymous = client.get("/v1/models").status_code
     assert spec["components"]["securitySchemes"]["bearer"] == {
@@ -168,9 +168,9 @@ def test_without_keys_nothing_claims_auth(spec: dict) -> None:
     assert not [path for _, path, operation in _operations(spec) if "security" in operation]
 
 
-def test_the_served_model_is_named(spec: dict, tiny_checkpoint: Path) -> None:
+def test_the_served_model_is_named(spec: dict, model_files: Path) -> None:
     """Requests document `model` as this server's names (the served name, else the checkpoint)."""
-    served = {"type": "string", "enum": [str(tiny_checkpoint)]}
+    served = {"type": "string", "enum": [str(model_files)]}
     for name in MODEL_REQUESTS:
         assert spec["components"]["schemas"][name]["properties"]["model"] == served, name
     for name in OPTIONAL_MODEL_REQUESTS:
@@ -186,13 +186,13 @@ def test_a_created_response_links_to_what_can_be_done_with_it(spec: dict) -> Non
     assert all(link["parameters"] == {"response_id": "$response.body#/id"} for link in links.values())
 
 
-def test_the_playground_is_served_from_the_package_unless_turned_off(client: TestClient, tiny_checkpoint) -> None:
+def test_the_playground_is_served_from_the_package_unless_turned_off(client: TestClient, model_files) -> None:
     page = client.get("/ui")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for asset in ("/ui/app.js", "/ui/markdown.js", "/ui/style.css"):
         assert asset in page.text and client.get(asset).status_code == 200
     assert "//" not in page.text.replace("https://example.com", "")  # nothing from a CDN: it works offline
-    with TestClient(_app(tiny_checkpoint, ui=False)) as without:
+    with TestClient(_app(model_files, ui=False)) as without:
         assert without.get("/ui").status_code == 404
 
 

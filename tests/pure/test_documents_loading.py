@@ -10,8 +10,8 @@ from PIL import Image
 from ocr_engine.documents import DocumentLimits, check_page_total, decode_base64_payload, load_document
 from ocr_engine.errors import InvalidInput, LimitExceeded, UnsupportedDocument
 from ocr_engine.request import Document
-from tests.unit.test_documents_images import RED, encode, encode_pages
-from tests.unit.test_documents_pdf import ZERO_PAGE_PDF, make_pdf
+from tests.pure.test_documents_images import RED, encode, encode_pages
+from tests.pure.test_documents_pdf import ZERO_PAGE_PDF, make_pdf
 
 LIMITS = DocumentLimits()
 PNG = encode(Image.new("RGB", (20, 10), RED), "PNG")
