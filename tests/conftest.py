@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ocr_engine.model_info import ModelInfo
 from tests.fixtures import (
     DocServer,
     ServerHandle,
@@ -42,6 +43,14 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ocr_engine.testing import write_model_files
 
     return write_model_files(tmp_path_factory.mktemp("tiny-ocr2-files"))
+
+
+@pytest.fixture(scope="session")
+def model_info(model_files: Path) -> ModelInfo:
+    """What the API knows of the tiny model (length, tokenizer), for apps built in process."""
+    from ocr_engine.model_info import load_model_info
+
+    return load_model_info(str(model_files))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pymupdf
 import pytest
 
@@ -40,16 +41,25 @@ def engine(tiny_checkpoint) -> OcrEngine:
 
 
 def test_pages_stream_in_order_and_join_with_the_separator(engine):
-    document = load_document(pdf_bytes(3), name="doc.pdf", limits=LIMITS)
-    request = OcrRequest(
-        prompt="Free OCR.", documents=(document,), sampling=SamplingParams(max_tokens=6), page_separator="\n@@\n"
-    )
+    """Sampled with a seed, each page writes a text of its own (page k draws from its own stream: the random model
+    alone writes the same text for every page), so where each page's text went shows: in page order, and each
+    page's text is what that page gives read alone."""
+    data = pdf_bytes(3)
+    sampling = SamplingParams(max_tokens=6, temperature=1.0, seed=11)
+    document = load_document(data, name="doc.pdf", limits=LIMITS)
+    request = OcrRequest(prompt="Free OCR.", documents=(document,), sampling=sampling, page_separator="\n@@\n")
     recorder = Recorder()
     result = run_ocr(engine, request, limits=LIMITS, listener=recorder)
+    texts = [p.text for p in result.pages]
+    assert len(set(texts)) == 3, f"the pages must differ for this test to tell them apart: {texts}"
     assert [p.index for p in result.pages] == sorted(recorder.pages) == [0, 1, 2]  # told as each one finishes
     assert "".join(text for _, text in recorder.deltas) == result.text
-    assert result.text == "\n@@\n".join(p.text for p in result.pages)
+    assert result.text == "\n@@\n".join(texts)
     assert [page for page, _ in recorder.deltas] == sorted(page for page, _ in recorder.deltas)
+    for index, text in enumerate(texts):
+        alone = load_document(data, name="doc.pdf", pages=str(index + 1), limits=LIMITS)
+        single = msgspec.structs.replace(request, documents=(alone,), first_page=index)
+        assert run_ocr(engine, single, limits=LIMITS).text == text
     assert result.usage.completion_tokens == sum(p.usage.completion_tokens for p in result.pages)
     assert all(p.usage.prompt_tokens > 257 for p in result.pages)
 

@@ -45,11 +45,10 @@ def completed(*texts: str, finish: FinishReason = "stop", logprobs: list[TokenLo
         for each in pages:
             delta = (separator if each.index else "") + each.text
             events.append(TextDelta(page=each.index, text=delta, logprobs=logprobs or []))
-            events.append(
-                PageFinished(
-                    page=each.index, pages_done=each.index + 1, pages_total=len(pages), finish_reason=finish, result=each
-                )
+            done = PageFinished(
+                page=each.index, pages_done=each.index + 1, pages_total=len(pages), finish_reason=finish, result=each
             )
+            events.append(done)
         result = OcrResult(text=separator.join(texts), pages=pages, usage=usage, finish_reason=finish)
         return [*events, JobCompleted(result=result)]
 
@@ -90,9 +89,9 @@ class ScriptedQueue:
 class ScriptedDispatcher:
     """The Dispatcher protocol over the memory store; `submitted` holds the requests the API built."""
 
-    def __init__(self, script: Script = completed("Hello"), *, readiness: Readiness = Readiness.READY) -> None:
+    def __init__(self, script: Script | None = None, *, readiness: Readiness = Readiness.READY) -> None:
         self.store = MemoryJobStore()
-        self.queue = ScriptedQueue(self.store, script)
+        self.queue = ScriptedQueue(self.store, script or completed("Hello"))
         self.jobs = Jobs(self.store, self.queue)
         self.readiness = readiness
         self.submitted: list[OcrRequest] = []
