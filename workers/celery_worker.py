@@ -17,7 +17,7 @@ from PIL import Image
 
 from ocr_engine.documents import DocumentLimits, load_document
 from ocr_engine.errors import OcrError, ServiceUnavailable
-from ocr_engine.pipeline import OcrListener
+from ocr_engine.pipeline import CANCEL_POLL_S, FLUSH_S, OcrListener
 from ocr_engine.request import OcrRequest, SamplingParams
 from ocrserve.settings import Settings
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, RUN_JOB_TASK, CeleryQueue, make_celery
@@ -32,6 +32,7 @@ from workers.redis_store import RedisJobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
 from workers.runner import OcrFunction
+from workers.running_jobs import RunningJobs
 from workers.watchdog import HARD_LIMIT_GRACE_S, RESTART_EXIT
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,11 @@ def run_worker(settings: Settings) -> None:
     app = make_celery(settings.redis_url, redelivery_timeout=settings.redelivery_timeout)
     queue = CeleryQueue(app, connection.where)
     reporter = WorkerReporter("celery", settings.model)
-    worker = WorkerIo(loop=loop, store=store, registry=registry, reporter=reporter, resend=queue.resend)
+    running = RunningJobs(store, reporter.worker_id, poll_s=CANCEL_POLL_S, flush_s=FLUSH_S)
+    loop.spawn(running.run())
+    worker = WorkerIo(
+        loop=loop, store=store, registry=registry, reporter=reporter, resend=queue.resend, running=running
+    )
     heartbeat = Heartbeat(
         reporter,
         registry,

@@ -1,6 +1,8 @@
 """One queued job on a Celery worker: claim it, run it, and stop it at its time limits.
 
-The worker runs many jobs at once on threads; their Redis calls go to the worker's I/O loop (`WorkerIo`).
+The worker runs many jobs at once on threads; their Redis calls go to the worker's I/O loop (`WorkerIo`), and
+between decode steps they read flags and fill an outbox that the loop keeps in step for all of them
+(`workers.running_jobs`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ocr_engine.errors import JobTimedOut
-from workers.events import JobError, JobEvent, JobFailed
+from workers.events import JobError, JobEvent, JobFailed, TextDelta
 from workers.loop_thread import LoopThread
 from workers.recovery import Resend, requeue_jobs_of
 from workers.redis_store import RedisJobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
 from workers.runner import JobHandedOver, OcrFunction, run_job
+from workers.running_jobs import RunningJobs
 from workers.watchdog import HARD_LIMIT_GRACE_S, RESTART_EXIT, Watchdog
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class WorkerIo:
     registry: WorkerRegistry
     reporter: WorkerReporter
     resend: Resend
+    running: RunningJobs
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.call(work)
@@ -66,18 +70,21 @@ def execute(job_id: str, io: WorkerIo, ocr: OcrFunction, *, time_limit: float) -
             io.call(store.append(job_id, JobFailed(error=error), owner=me))
             return
         deadline = time.monotonic() + time_limit
+        job = io.running.start(job_id)
 
         def cancelled() -> bool:
             if time.monotonic() > deadline:
                 raise JobTimedOut(f"the job ran longer than {time_limit:.0f} s (OCRSERVE_JOB_TIME_LIMIT)")
-            ((cancel, owner),) = io.call(store.cancels_and_owners([job_id]))
-            if owner != me:
-                raise JobHandedOver(f"worker {owner or 'none'} holds it now")
-            return cancel
+            if job.owner != me:
+                raise JobHandedOver(f"worker {job.owner or 'another'} holds it now")
+            return job.cancel
 
         def emit(event: JobEvent) -> None:
             io.reporter.observe(event)
-            io.call(store.append(job_id, event, owner=me))  # refused once the job was handed to another worker
+            if isinstance(event, TextDelta):
+                job.outbox.append(event)
+            else:  # refused once the job was handed to another worker
+                io.call(io.running.write(job, event))
 
         def stop_the_process() -> None:
             message = f"the job was stopped after {time_limit + HARD_LIMIT_GRACE_S:.0f} s; its worker restarts"
@@ -89,17 +96,20 @@ def execute(job_id: str, io: WorkerIo, ocr: OcrFunction, *, time_limit: float) -
         finished = io.call(store.finished_pages(job_id))  # by an earlier run (a lost worker's): not read again
         if finished:
             log.info("job %s: %d of its pages were finished by an earlier run", job_id, len(finished))
-        with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
-            run_job(
-                job_id,
-                request,
-                ocr,
-                emit,
-                cancelled,
-                background=record.background,
-                request_id=record.meta.get("request_id"),
-                finished=finished,
-            )
+        try:
+            with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
+                run_job(
+                    job_id,
+                    request,
+                    ocr,
+                    emit,
+                    cancelled,
+                    background=record.background,
+                    request_id=record.meta.get("request_id"),
+                    finished=finished,
+                )
+        finally:
+            io.running.finish(job_id)
 
 
 def watch_the_model(stalled_for: Callable[[], float], limit: float, hand_over: Callable[[str], object]) -> None:

@@ -55,6 +55,7 @@ from workers.redis_keys import WORKERS_KEY, events_key
 from workers.redis_store import RedisJobStore
 from workers.registry import WorkerInfo, WorkerRegistry
 from workers.reporter import WorkerReporter
+from workers.running_jobs import RunningJobs
 
 T = TypeVar("T")
 REDELIVERY_S = 4
@@ -439,13 +440,16 @@ def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_u
     async def resend(job_id: str, background: bool) -> None:
         pass
 
+    reporter = WorkerReporter("celery", str(tiny_checkpoint))
     io = WorkerIo(
         loop=loop,
         store=store,
         registry=WorkerRegistry(connection, 30),
-        reporter=WorkerReporter("celery", str(tiny_checkpoint)),
+        reporter=reporter,
         resend=resend,
+        running=RunningJobs(store, reporter.worker_id, poll_s=0.1, flush_s=0.05),
     )
+    loop.spawn(io.running.run())
     try:
         slow = JobRecord.new(1)
         loop.call(store.create(slow, request))

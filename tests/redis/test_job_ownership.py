@@ -7,12 +7,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import redis
 
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import OcrResult, Usage
-from workers.events import JobCompleted, JobStarted, PageFinished, TextDelta
+from workers.events import AnyEvent, JobCompleted, JobStarted, PageFinished, TextDelta
 from workers.heartbeat import Heartbeat
 from workers.jobs import JobRecord, JobState
 from workers.recovery import requeue_jobs_of, requeue_lost_jobs
@@ -21,6 +22,7 @@ from workers.redis_keys import WORKERS_KEY, events_key
 from workers.redis_store import RedisJobStore
 from workers.registry import WorkerInfo, WorkerRegistry
 from workers.reporter import WorkerReporter
+from workers.running_jobs import RunningJobs
 
 pytestmark = pytest.mark.anyio
 TIMEOUT_S = 0.3
@@ -181,3 +183,38 @@ async def test_the_heartbeat_outlives_errors_in_a_round(connection: RedisConnect
     finally:
         await heartbeat.stop()
     assert reporter.worker_id not in {w.worker_id for w in await registry.workers()}
+
+
+async def test_running_jobs_write_every_jobs_deltas_together_and_read_their_flags(connection: RedisConnection) -> None:
+    """What a worker's job threads see between decode steps: their deltas written in one pipeline, in order before
+    their next event; a cancel and a hand-over read for all jobs at once; a delta refused once the job moved on."""
+    registry, store = WorkerRegistry(connection, 60), RedisJobStore(connection, 60)
+    kept, cancelled, moved = [await new_job(store) for _ in range(3)]
+    for job in (kept, cancelled, moved):
+        await store.claim(job, "me", registry.is_alive)
+    running = RunningJobs(store, "me", poll_s=60, flush_s=60)  # driven by hand here
+    jobs = {job_id: running.start(job_id) for job_id in (kept, cancelled, moved)}
+    for job in jobs.values():
+        job.outbox.extend([TextDelta(page=0, text="a"), TextDelta(page=0, text="b")])
+    await running.flush()
+    assert [len(await connection.client.xrange(events_key(job))) for job in jobs] == [3, 3, 3]  # claimed + 2
+
+    await store.request_cancel(cancelled)
+    await store.requeue(moved, "me", "taken for lost")
+    await store.claim(moved, "other", registry.is_alive)
+    await running.poll()
+    assert [(job.cancel, job.owner) for job in jobs.values()] == [(False, "me"), (True, "me"), (False, "other")]
+
+    jobs[moved].owner = "me"  # as if read before the hand-over: its next delta tells
+    jobs[moved].outbox.append(TextDelta(page=0, text="stale"))
+    jobs[kept].outbox.append(TextDelta(page=0, text="c"))
+    page = PageFinished(page=0, pages_done=1, pages_total=2, finish_reason="stop")
+    assert await running.write(jobs[kept], page)
+    await running.flush()
+    assert jobs[moved].owner is None, "a refused delta marks the job handed over"
+    assert b"stale" not in b"".join(fields[b"e"] for _, fields in await connection.client.xrange(events_key(moved)))
+    entries = await connection.client.xrange(events_key(kept))
+    tags = [msgspec.msgpack.decode(fields[b"e"], type=AnyEvent) for _, fields in entries]
+    assert [type(event).__name__ for event in tags][-2:] == ["TextDelta", "PageFinished"], "deltas before the page"
+    running.finish(kept)
+    assert (await store.cancels_and_owners([moved])) == [(False, "other")]
