@@ -20,7 +20,7 @@ def _methods_of(scope: Scope) -> str | None:
 
 def allow_every_method(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        methods = _methods_of(scope) if scope["type"] == "http" and scope["method"] == "OPTIONS" else None
+        methods = _methods_of(scope) if scope["type"] == "http" and scope.get("method") == "OPTIONS" else None
         if methods is None:
             await app(scope, receive, send)
             return

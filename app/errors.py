@@ -20,6 +20,7 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from app.protocol.common import UNSUPPORTED_FIELDS
 from app.protocol.errors import ErrorBody, ErrorResponse
@@ -145,7 +146,7 @@ def _handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "server_error", "internal_error")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _handle_api_error,
     OcrError: _handle_ocr_error,
     ValidationException: _handle_validation,

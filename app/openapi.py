@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import msgspec
 from litestar import Litestar
@@ -126,7 +126,8 @@ OPTIONAL_MODEL_REQUESTS = ("TokenizeRequest", "DetokenizeRequest")
 def name_the_served_model(app: Litestar, names: tuple[str, ...]) -> None:
     """`model` in the requests as what it is on this server: one of its names (any other is a 404
     `model_not_found`), so clients and fuzzers built from the document send requests that get to work."""
-    schemas = app.openapi_schema.components.schemas
+    # msgspec's schemas, as plain JSON objects (`use_msgspec_schemas`)
+    schemas = cast(dict[str, dict[str, Any]], app.openapi_schema.components.schemas)
     served = {"type": "string", "enum": list(dict.fromkeys(names))}
     for request in MODEL_REQUESTS:
         schemas[request]["properties"]["model"] = served
@@ -138,13 +139,22 @@ def link_stored_responses(app: Litestar) -> None:
     """A created response's `id` leads to its retrieve, cancel and delete (OpenAPI links): generated clients and
     stateful fuzzers follow them with real ids instead of guessing."""
     paths = app.openapi_schema.paths or {}
-    created = paths["/v1/responses"].post.responses["200"]
-    stored, cancel = paths["/v1/responses/{response_id}"], paths["/v1/responses/{response_id}/cancel"]
-    by_id = {"response_id": "$response.body#/id"}
+
+    def operation(path: str, method: str) -> Operation:
+        found = getattr(paths[path], method)
+        assert isinstance(found, Operation), f"{method.upper()} {path} is not documented"
+        return found
+
+    created = (operation("/v1/responses", "post").responses or {})["200"]
+    assert isinstance(created, OpenAPIResponse)
+    by_id: dict[str, Any] = {"response_id": "$response.body#/id"}
     created.links = {
-        "retrieve": Link(operation_id=stored.get.operation_id, parameters=by_id),
-        "cancel": Link(operation_id=cancel.post.operation_id, parameters=by_id),
-        "delete": Link(operation_id=stored.delete.operation_id, parameters=by_id),
+        name: Link(operation_id=operation(path, method).operation_id, parameters=by_id)
+        for name, path, method in (
+            ("retrieve", "/v1/responses/{response_id}", "get"),
+            ("cancel", "/v1/responses/{response_id}/cancel", "post"),
+            ("delete", "/v1/responses/{response_id}", "delete"),
+        )
     }
 
 

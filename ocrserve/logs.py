@@ -50,12 +50,12 @@ def install_record_factory() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        record.request_id = request_id_var.get()
-        record.job_id = job_id_var.get()
-        parts = [f"rid={record.request_id}"] if record.request_id else []
-        if record.job_id:
-            parts.append(f"job={record.job_id}")
-        record.context = f" [{' '.join(parts)}]" if parts else ""
+        request_id, job_id = request_id_var.get(), job_id_var.get()
+        parts = [f"rid={request_id}"] if request_id else []
+        if job_id:
+            parts.append(f"job={job_id}")
+        context = f" [{' '.join(parts)}]" if parts else ""
+        record.__dict__.update(request_id=request_id, job_id=job_id, context=context)
         return record
 
     logging.setLogRecordFactory(factory)
@@ -92,8 +92,7 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        if not hasattr(record, "context"):  # a record made before the factory was installed
-            record.context = ""
+        record.__dict__.setdefault("context", "")  # a record made before the factory was installed
         return super().format(record)
 
 

@@ -28,6 +28,18 @@ from tests.fixtures import (
     wait_for_worker,
 )
 
+TESTS = Path(__file__).parent
+# What each folder's tests need; `pytest -m pure` runs the ones that need nothing (seconds).
+NEEDS = ("pure", "redis", "model", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its folder (pyproject.toml describes the markers)."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in NEEDS:
+            item.add_marker(folder)
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:

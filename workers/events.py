@@ -38,24 +38,24 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of all events."""
 
 
-class JobStarted(JobEvent, tag="started"):
+class JobStarted(JobEvent, frozen=True, tag="started"):
     pages_total: int
 
 
-class JobClaimed(JobEvent, tag="claimed"):
+class JobClaimed(JobEvent, frozen=True, tag="claimed"):
     """A worker took the job (a job whose worker was lost is claimed again by the next one)."""
 
     worker: str
 
 
-class JobRequeued(JobEvent, tag="requeued"):
+class JobRequeued(JobEvent, frozen=True, tag="requeued"):
     """The job's worker was lost: the job waits in the queue again and restarts from its first page."""
 
     worker: str
     reason: str
 
 
-class TextDelta(JobEvent, tag="delta", omit_defaults=True):
+class TextDelta(JobEvent, frozen=True, tag="delta", omit_defaults=True):
     """`logprobs` are the tokens counted since the last delta, when the request asks for them (a delta may then
     carry tokens and no text)."""
 
@@ -64,7 +64,7 @@ class TextDelta(JobEvent, tag="delta", omit_defaults=True):
     logprobs: list[TokenLogprob] = []
 
 
-class PageFinished(JobEvent, tag="page"):
+class PageFinished(JobEvent, frozen=True, tag="page"):
     """A page is done, sent as it finishes (pages of a job finish in any order; their text streams in order).
     `result` makes it durable: a job handed to another worker does not read this page again."""
 
@@ -75,15 +75,15 @@ class PageFinished(JobEvent, tag="page"):
     result: PageResult | None = None  # None from workers of earlier versions
 
 
-class JobCompleted(JobEvent, tag="completed"):
+class JobCompleted(JobEvent, frozen=True, tag="completed"):
     result: OcrResult
 
 
-class JobFailed(JobEvent, tag="failed"):
+class JobFailed(JobEvent, frozen=True, tag="failed"):
     error: JobError
 
 
-class JobCancelled(JobEvent, tag="cancelled"):
+class JobCancelled(JobEvent, frozen=True, tag="cancelled"):
     pass
 
 

@@ -12,6 +12,7 @@ was still running cannot write into a job another worker took over.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import cast
 
 import msgspec
 import redis
@@ -49,10 +50,17 @@ return 1
 """
 
 IsAlive = Callable[[str], Awaitable[bool]]
+# An XREAD reply (RESP2): per stream, its entries as (id, fields).
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
-def _record(raw: bytes | None) -> JobRecord | None:
-    return None if raw is None else _record_decoder.decode(raw)
+def _record(raw: object) -> JobRecord | None:
+    """A record as the client returns it: bytes (it never decodes replies), or None when the key is missing."""
+    return None if raw is None else _record_decoder.decode(cast(bytes, raw))
+
+
+def _event(fields: dict[bytes, bytes]) -> JobEvent:
+    return _event_decoder.decode(fields[b"e"])
 
 
 class RedisJobStore:
@@ -88,7 +96,7 @@ class RedisJobStore:
     async def request(self, job_id: str) -> OcrRequest | None:
         with self.connection.reachable():
             raw = await self._client.get(request_key(job_id))
-        return None if raw is None else _request_decoder.decode(raw)
+        return None if raw is None else _request_decoder.decode(cast(bytes, raw))
 
     async def append(self, job_id: str, event: JobEvent, *, owner: str | None = None) -> bool:
         """`owner` (a worker): only while it holds the job; False, and nothing written, once it was handed to
@@ -98,7 +106,7 @@ class RedisJobStore:
                 when = None if owner is None else (lambda record: record.worker == owner)
                 return await self._transition(job_id, event, when=when) is not None
             if owner is not None:
-                args = [owner, _encoder.encode(event), self.ttl]
+                args: list[bytes | str | int] = [owner, _encoder.encode(event), self.ttl]
                 keys = [owner_key(job_id), events_key(job_id)]
                 return bool(await self._append_if_owner(keys=keys, args=args))
             async with self._client.pipeline() as pipe:
@@ -108,15 +116,16 @@ class RedisJobStore:
             return True
 
     async def events(self, job_id: str, *, block_ms: int = 5000) -> AsyncIterator[JobEvent]:
-        last = "0-0"
+        last = "0-0"  # the id of the last entry read
         while True:
             with self.connection.reachable():
-                batches = await self._client.xread({events_key(job_id): last}, count=256, block=block_ms)
-                if not batches and not await self._client.exists(record_key(job_id)):
+                reply = await self._client.xread({events_key(job_id): last}, count=256, block=block_ms)
+                if not reply and not await self._client.exists(record_key(job_id)):
                     return
+            batches = cast(list[tuple[bytes, StreamEntries]], reply)
             for entry_id, fields in batches[0][1] if batches else ():
-                last = entry_id
-                event = _event_decoder.decode(fields[b"e"])
+                last = entry_id.decode()
+                event = _event(fields)
                 yield event
                 if isinstance(event, TERMINAL_EVENTS):
                     return
@@ -159,14 +168,23 @@ class RedisJobStore:
     async def held_by(self, worker_id: str) -> list[str]:
         """The jobs `worker_id` claimed and has not finished (or lost) yet."""
         with self.connection.reachable():
-            members = await self._client.smembers(worker_jobs_key(worker_id))
+            members = cast(set[bytes], await self._client.smembers(worker_jobs_key(worker_id)))
         return sorted(member.decode() for member in members)
+
+    async def append_deltas(self, deltas: Sequence[tuple[str, TextDelta]], *, owner: str) -> list[bool]:
+        """Text deltas of several jobs (job id, delta), in one round trip, each only while `owner` holds its job."""
+        with self.connection.reachable():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for job_id, delta in deltas:
+                    args: list[bytes | str | int] = [owner, _encoder.encode(delta), self.ttl]
+                    await self._append_if_owner(keys=[owner_key(job_id), events_key(job_id)], args=args, client=pipe)
+                return [bool(written) for written in await pipe.execute()]
 
     async def cancels_and_owners(self, job_ids: Sequence[str]) -> list[tuple[bool, str | None]]:
         """For each job, in one round trip: (cancel requested?, the worker holding it)."""
         keys = [key for job_id in job_ids for key in (cancel_key(job_id), owner_key(job_id))]
         with self.connection.reachable():
-            values = await self._client.mget(keys) if keys else []
+            values = cast(list[bytes | None], await self._client.mget(keys) if keys else [])
         pairs = zip(values[::2], values[1::2], strict=True)
         return [(cancel is not None, None if owner is None else owner.decode()) for cancel, owner in pairs]
 
@@ -174,9 +192,9 @@ class RedisJobStore:
         """The pages the job's runs so far have finished (their `PageFinished` events), by page index."""
         pages: dict[int, PageResult] = {}
         with self.connection.reachable():
-            entries = await self._client.xrange(events_key(job_id))
+            entries = cast(StreamEntries, await self._client.xrange(events_key(job_id)))
         for _, fields in entries:
-            event = _event_decoder.decode(fields[b"e"])
+            event = _event(fields)
             if isinstance(event, PageFinished) and event.result is not None:
                 pages[event.page] = event.result
         return pages

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -160,7 +160,7 @@ class WorkerRegistry:
         """Every worker that reported, the lost ones as `lost`. With `prune` (a worker's heartbeat does it; the
         API only reads), entries lost for LOST_LISTED_TIMEOUTS timeouts are dropped."""
         with self.connection.reachable():
-            raw = await self._client.hgetall(WORKERS_KEY)
+            raw = cast(dict[bytes, bytes], await self._client.hgetall(WORKERS_KEY))
             async with self._client.pipeline(transaction=False) as pipe:
                 for worker_id in raw:
                     pipe.exists(alive_key(worker_id.decode()))

@@ -97,7 +97,8 @@ async def merge_events(
     between children, one `started` and one terminal event; a failed or cancelled child ends it."""
     assert parent.sharding is not None
     sharding = parent.sharding
-    started, done, results = False, 0, []
+    started, done = False, 0
+    results: list[OcrResult] = []
     for number, shard in enumerate(sharding.shards):
         separated = number == 0 or not sharding.separator
         before = len(results)

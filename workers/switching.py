@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import msgspec
 
@@ -29,7 +30,7 @@ async def next_command(connection: RedisConnection, worker_id: str, timeout: flo
     """Wait up to `timeout` seconds for a command to this worker."""
     with connection.reachable():
         popped = await connection.client.blpop([control_key(worker_id)], timeout=timeout)
-    return None if popped is None else _command_decoder.decode(popped[1])
+    return None if popped is None else _command_decoder.decode(cast(bytes, popped[1]))
 
 
 async def reply(connection: RedisConnection, command_id: str, result: SwitchResult) -> None:
@@ -60,5 +61,5 @@ async def switch_replies(
         with connection.reachable():
             popped = await connection.client.blpop([reply_key(command_id)], timeout=min(max(left, 0.01), 10.0))
         if popped is not None:
-            replies.append(_result_decoder.decode(popped[1]))
+            replies.append(_result_decoder.decode(cast(bytes, popped[1])))
     return replies

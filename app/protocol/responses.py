@@ -114,9 +114,12 @@ class OutputText(msgspec.Struct, kw_only=True, tag_field="type", tag="output_tex
     logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)
 
 
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
 class OutputMessage(msgspec.Struct, kw_only=True, tag_field="type", tag="message"):
     id: str
-    status: Literal["in_progress", "completed", "incomplete"]
+    status: ItemStatus
     content: list[OutputText]
     role: Literal["assistant"] = "assistant"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 from app.admission.guard import AdmissionTicket
 from app.context import AppContext
@@ -35,7 +36,7 @@ def _one_prompt(body: CompletionRequest) -> str | list[int]:
             code="unsupported_value",
             param="prompt",
         )
-    return prompt[0]
+    return cast(str | list[int], prompt[0])  # one id alone is a list of ids, returned above
 
 
 def _check_token_ids(ctx: AppContext, ids: list[int]) -> None:

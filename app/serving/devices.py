@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -20,7 +20,7 @@ def as_shown(record: object, shape: type[Shape]) -> Shape:
     return msgspec.convert(record, shape, from_attributes=True)
 
 
-def _overall(workers: list[registry.WorkerInfo]) -> str:
+def _overall(workers: list[registry.WorkerInfo]) -> Literal["ok", "degraded", "unavailable"]:
     live = [worker for worker in workers if worker.state != "lost"]
     if not live:
         return "unavailable"

@@ -85,7 +85,7 @@ async def _workers_check(ctx: AppContext) -> WorkersCheck:
     except Exception:
         log.exception("reading the worker registry failed")
         return WorkersCheck(status="error", message="reading the worker registry failed; see the server log")
-    states = Counter(worker.state for worker in workers)
+    states: Counter[str] = Counter(worker.state for worker in workers)
     ready = states["ready"]
     message = f"{ready} of {len(workers)} workers ready" if workers else "no worker has reported"
     return WorkersCheck(status="ok" if ready else "error", message=message, total=len(workers), states=dict(states))

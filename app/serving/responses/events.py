@@ -8,6 +8,7 @@ from typing import Any
 from app.protocol.responses import (
     ContentPartAdded,
     ContentPartDone,
+    OcrProgress,
     OutputItemAdded,
     OutputItemDone,
     OutputText,
@@ -54,8 +55,7 @@ class ResponseEvents:
             self.record,
             status,
             started=self.started,
-            pages_done=self.pages_done,
-            pages_total=self.pages_total,
+            progress=OcrProgress(pages_done=self.pages_done, pages_total=self.pages_total),
             texts=self.texts,
             **fields,
         )
@@ -112,4 +112,4 @@ class ResponseEvents:
 
 def sse(event: StreamEvent) -> bytes:
     """A stream event as an SSE frame, named by its type (as OpenAI's are)."""
-    return b"event: " + type(event).__struct_config__.tag.encode() + b"\n" + frame(event)
+    return b"event: " + str(type(event).__struct_config__.tag).encode() + b"\n" + frame(event)

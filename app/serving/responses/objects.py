@@ -15,6 +15,7 @@ from app.errors import ApiError
 from app.protocol.common import TokenLogprob
 from app.protocol.responses import (
     IncompleteDetails,
+    ItemStatus,
     OcrProgress,
     OutputMessage,
     OutputText,
@@ -52,12 +53,19 @@ def _error(error: JobError) -> ResponseError:
     )
 
 
+# The output message's status for each response status (an ended response that did not complete: incomplete).
+_ITEM_STATUS: dict[ResponseStatus, ItemStatus] = {
+    "completed": "completed",
+    "queued": "in_progress",
+    "in_progress": "in_progress",
+}
+
+
 def message_item(
     record: JobRecord, status: ResponseStatus, text: str | None, logprobs: list[TokenLogprob] | None = None
 ) -> OutputMessage:
-    item_status = {"completed": "completed", "queued": "in_progress", "in_progress": "in_progress"}
     content = [] if text is None else [OutputText(text=text, logprobs=logprobs or [])]
-    return OutputMessage(id=f"msg_{record.id}", status=item_status.get(status, "incomplete"), content=content)
+    return OutputMessage(id=f"msg_{record.id}", status=_ITEM_STATUS.get(status, "incomplete"), content=content)
 
 
 def snapshot(
@@ -68,8 +76,7 @@ def snapshot(
     text: str | None = None,
     result: OcrResult | None = None,
     error: JobError | None = None,
-    pages_done: int = 0,
-    pages_total: int | None = None,
+    progress: OcrProgress,
     texts: TokenTexts | None = None,
 ) -> ResponseObject:
     """The response object in a given state: `output` holds the message once the job has started, with the
@@ -93,7 +100,7 @@ def snapshot(
         temperature=meta.get("temperature", 0.0),
         top_p=meta.get("top_p", 1.0),
         top_logprobs=meta.get("top_logprobs"),
-        ocr_progress=OcrProgress(pages_done=pages_done, pages_total=pages_total or record.pages_total),
+        ocr_progress=progress,
         ocr_pages=ocr_pages(result) if result else [],
     )
 
@@ -108,15 +115,21 @@ async def _text_of_finished_job(ctx: AppContext, record: JobRecord) -> tuple[boo
     return started, "".join(text)
 
 
+def progress_of(record: JobRecord, pages_done: int | None = None) -> OcrProgress:
+    return OcrProgress(
+        pages_done=record.pages_done if pages_done is None else pages_done, pages_total=record.pages_total
+    )
+
+
 async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
     """The response object as the record says now."""
     jobs.observe_end(ctx, record)  # a background job nobody collected is counted when a poll first sees its end
-    progress = {"pages_done": record.pages_done, "pages_total": record.pages_total}
+    progress = progress_of(record)
     match record.state:
         case JobState.QUEUED:
-            return snapshot(record, "queued", started=False, **progress)
+            return snapshot(record, "queued", started=False, progress=progress)
         case JobState.RUNNING:
-            return snapshot(record, "in_progress", started=True, **progress)
+            return snapshot(record, "in_progress", started=True, progress=progress)
         case JobState.COMPLETED if record.result is not None:
             result = record.result
             return snapshot(
@@ -126,11 +139,11 @@ async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
                 text=result.text,
                 result=result,
                 texts=ctx.token_texts,
-                **progress,
+                progress=progress,
             )
     started, text = await _text_of_finished_job(ctx, record)
     status: ResponseStatus = "cancelled" if record.state is JobState.CANCELLED else "failed"
-    return snapshot(record, status, started=started, text=text, error=record.error, **progress)
+    return snapshot(record, status, started=started, text=text, error=record.error, progress=progress)
 
 
 async def find(ctx: AppContext, response_id: str) -> JobRecord:
