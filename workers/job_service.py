@@ -123,3 +123,38 @@ class Jobs:
 
     async def queued_pages(self, background: bool) -> int:
         return await self.store.queued_pages(background)
+
+
+class JobDispatcher:
+    """The Dispatcher methods that are the jobs' own, over `self.jobs`: a dispatcher adds what runs them (a model
+    in this process, or workers) and may widen these (Celery mode's shards)."""
+
+    jobs: Jobs
+
+    async def submit(
+        self,
+        request: OcrRequest,
+        *,
+        background: bool = False,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        return await self.jobs.submit(request, background=background, meta=meta, job_id=job_id)
+
+    async def queued_pages(self, background: bool) -> int:
+        return await self.jobs.queued_pages(background)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self.jobs.get(job_id)
+
+    async def request(self, job_id: str) -> OcrRequest | None:
+        return await self.jobs.request(job_id)
+
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        return self.jobs.events(job_id)
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        return await self.jobs.cancel(job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        return await self.jobs.delete(job_id)

@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 from ocr_engine.errors import InvalidInput, ModelUnavailable, OcrError, ServiceUnavailable
-from ocr_engine.request import OcrRequest
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobError, JobEvent, JobFailed
-from workers.job_service import Jobs
-from workers.jobs import JobRecord
+from workers.job_service import JobDispatcher, Jobs
 from workers.memory_store import MemoryJobStore
 from workers.model_host import ModelHost
 from workers.registry import SwitchResult, WorkerInfo, choose_device
@@ -28,7 +25,7 @@ from workers.thread_queue import ThreadQueue
 log = logging.getLogger(__name__)
 
 
-class LocalDispatcher:
+class LocalDispatcher(JobDispatcher):
     def __init__(
         self,
         load: Callable[[], ModelHost],
@@ -44,7 +41,7 @@ class LocalDispatcher:
         self._reporter = WorkerReporter("embedded", model)
         self._store = MemoryJobStore(ttl=job_ttl, max_jobs=max_jobs)
         self._queue = ThreadQueue(concurrency)
-        self._jobs = Jobs(self._store, self._queue)
+        self.jobs = Jobs(self._store, self._queue)
         self._readiness = Readiness.LOADING
         self._message = "loading the model"
         self._running: set[str] = set()
@@ -76,34 +73,6 @@ class LocalDispatcher:
                 message = f"a model step has run for {stalled:.0f} s: the model is stuck; restart the server"
         queued, running = self._queue.waiting(), len(self._running)
         return EngineStatus(readiness=readiness, message=message, queued=queued, running=running)
-
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
-        return await self._jobs.submit(request, background=background, meta=meta, job_id=job_id)
-
-    async def queued_pages(self, background: bool) -> int:
-        return await self._jobs.queued_pages(background)
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self._jobs.get(job_id)
-
-    async def request(self, job_id: str) -> OcrRequest | None:
-        return await self._jobs.request(job_id)
-
-    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        return self._jobs.events(job_id)
-
-    async def delete(self, job_id: str) -> bool:
-        return await self._jobs.delete(job_id)
-
-    async def cancel(self, job_id: str) -> JobRecord | None:
-        return await self._jobs.cancel(job_id)
 
     async def workers(self) -> list[WorkerInfo]:
         # off the event loop: describing devices reads /proc and asks CUDA

@@ -7,14 +7,14 @@ generation; here only what the API makes of a job's events is under test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import FinishReason, OcrResult, PageResult, TokenLogprob, Usage
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCompleted, JobError, JobEvent, JobFailed, JobStarted, PageFinished, TextDelta
-from workers.job_service import Jobs
+from workers.job_service import JobDispatcher, Jobs
 from workers.jobs import JobRecord
 from workers.memory_store import MemoryJobStore
 from workers.registry import SwitchResult, WorkerInfo
@@ -86,7 +86,7 @@ class ScriptedQueue:
         pass
 
 
-class ScriptedDispatcher:
+class ScriptedDispatcher(JobDispatcher):
     """The Dispatcher protocol over the memory store; `submitted` holds the requests the API built."""
 
     def __init__(self, script: Script | None = None, *, readiness: Readiness = Readiness.READY) -> None:
@@ -115,25 +115,10 @@ class ScriptedDispatcher:
         job_id: str | None = None,
     ) -> JobRecord:
         self.submitted.append(request)
-        return await self.jobs.submit(request, background=background, meta=meta, job_id=job_id)
+        return await super().submit(request, background=background, meta=meta, job_id=job_id)
 
     async def queued_pages(self, background: bool) -> int:
         return self.queued[background]
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self.jobs.get(job_id)
-
-    async def request(self, job_id: str) -> OcrRequest | None:
-        return await self.jobs.request(job_id)
-
-    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        return self.jobs.events(job_id)
-
-    async def delete(self, job_id: str) -> bool:
-        return await self.jobs.delete(job_id)
-
-    async def cancel(self, job_id: str) -> JobRecord | None:
-        return await self.jobs.cancel(job_id)
 
     async def workers(self) -> list[WorkerInfo]:
         return []

@@ -15,7 +15,7 @@ from app.protocol.responses import ResponseCreateRequest, ResponseDeleted, Respo
 from app.serving import jobs
 from app.serving.responses.events import ResponseEvents, sse
 from app.serving.responses.input import submit
-from app.serving.responses.objects import current, find, progress_of, snapshot, status_of
+from app.serving.responses.objects import current, find, finished, progress_of
 from app.serving.sse import EventStream
 from workers.events import JobEvent
 from workers.jobs import JobRecord
@@ -73,15 +73,7 @@ async def create_response(
     finally:
         if not body.store:
             await ctx.dispatcher.delete(record.id)
-    return snapshot(
-        record,
-        status_of(result),
-        started=True,
-        text=result.text,
-        result=result,
-        texts=ctx.token_texts,
-        progress=progress_of(record, pages_done=len(result.pages)),
-    )
+    return finished(ctx, record, result, progress_of(record, pages_done=len(result.pages)))
 
 
 async def retrieve_response(

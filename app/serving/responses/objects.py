@@ -121,6 +121,14 @@ def progress_of(record: JobRecord, pages_done: int | None = None) -> OcrProgress
     )
 
 
+def finished(ctx: AppContext, record: JobRecord, result: OcrResult, progress: OcrProgress) -> ResponseObject:
+    """The response of a job that completed: its text, usage and log probabilities."""
+    status = status_of(result)
+    return snapshot(
+        record, status, started=True, text=result.text, result=result, texts=ctx.token_texts, progress=progress
+    )
+
+
 async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
     """The response object as the record says now."""
     jobs.observe_end(ctx, record)  # a background job nobody collected is counted when a poll first sees its end
@@ -131,16 +139,7 @@ async def current(ctx: AppContext, record: JobRecord) -> ResponseObject:
         case JobState.RUNNING:
             return snapshot(record, "in_progress", started=True, progress=progress)
         case JobState.COMPLETED if record.result is not None:
-            result = record.result
-            return snapshot(
-                record,
-                status_of(result),
-                started=True,
-                text=result.text,
-                result=result,
-                texts=ctx.token_texts,
-                progress=progress,
-            )
+            return finished(ctx, record, record.result, progress)
     started, text = await _text_of_finished_job(ctx, record)
     status: ResponseStatus = "cancelled" if record.state is JobState.CANCELLED else "failed"
     return snapshot(record, status, started=started, text=text, error=record.error, progress=progress)
