@@ -59,7 +59,9 @@ class SlotDecoder:
         hidden = self._forward(embeds, mask, positions[:, None], writes)
         return self.adapter.lm_head(hidden[:, -1]).float()
 
-    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: object):
+    def _forward(
+        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: object
+    ) -> torch.Tensor:
         out = self.adapter.decoder(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -72,5 +74,6 @@ class SlotDecoder:
     def _use_experts(self, phase: str) -> None:
         wanted = experts_implementation(phase, self.adapter.device.type, self._configured)
         if wanted != self._experts:
-            self.adapter.decoder.set_experts_implementation(wanted)
+            # None when a model loaded without a choice is back on the CPU: transformers then picks its default.
+            self.adapter.decoder.set_experts_implementation(wanted)  # type: ignore[arg-type]  # it takes None too
             self._experts = wanted

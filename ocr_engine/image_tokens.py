@@ -153,18 +153,20 @@ def ocr1_grid(width: int, height: int, tile: int) -> Grid:
 
 def ocr1_image_tokens(mode: ResolutionMode, grid: Grid, has_tiles: bool) -> int:
     """Rows of features each closed by a newline token, tiles (as one canvas) then the global view, + 1 separator."""
-    global_side = grid_side(mode.global_size if mode.crop else mode.tile_size)
+    global_size, tile_size = mode.sides()
+    global_side = grid_side(global_size if mode.crop else tile_size)
     count = global_side * (global_side + 1) + 1
     if has_tiles:
         cols, rows = grid
-        tile_side = grid_side(mode.tile_size)
+        tile_side = grid_side(tile_size)
         count += (tile_side * cols + 1) * (tile_side * rows)
     return count
 
 
 def ocr1_page_tokens(mode: ResolutionMode, width: int, height: int) -> int:
-    has_tiles = mode.crop and (width > mode.tile_size or height > mode.tile_size)
-    grid = ocr1_grid(width, height, mode.tile_size) if has_tiles else (1, 1)
+    _, tile_size = mode.sides()
+    has_tiles = mode.crop and (width > tile_size or height > tile_size)
+    grid = ocr1_grid(width, height, tile_size) if has_tiles else (1, 1)
     return ocr1_image_tokens(mode, grid, has_tiles)
 
 

@@ -25,6 +25,11 @@ class ResolutionMode(msgspec.Struct, frozen=True, kw_only=True):
     tile_size: int | None = None
     crop: bool = False
 
+    def sides(self) -> tuple[int, int]:
+        """(global view side, tile side) of a mode that fixes them, as every DeepSeek-OCR v1 mode does."""
+        assert self.global_size is not None and self.tile_size is not None, "this mode's sides are the checkpoint's"
+        return self.global_size, self.tile_size
+
 
 FAMILY_MODES: dict[str, dict[str, ResolutionMode]] = {
     OCR2: {

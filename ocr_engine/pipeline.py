@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from queue import Empty, SimpleQueue
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from PIL import Image
@@ -187,7 +187,7 @@ class _PageSink:
     """What the scheduler tells about one page's row, handed to the job's thread through its inbox. Also gives the
     job back its room for one more waiting page once this one's prefill starts (or it ends without one)."""
 
-    def __init__(self, index: int, inbox: SimpleQueue[tuple], room: threading.Semaphore) -> None:
+    def __init__(self, index: int, inbox: SimpleQueue[_Event], room: threading.Semaphore) -> None:
         self.index, self.inbox, self.room = index, inbox, room
         self.waiting = True
 
@@ -212,6 +212,8 @@ class _PageSink:
 
 
 _PAGE, _TOKENS, _FINISHED, _FAILED, _END, _ERROR = range(6)
+# What a job's inbox carries: (kind, page index or, for _END, the page count, what that kind carries).
+_Event = tuple[int, int, Any]
 
 
 class _Submitter:
@@ -229,7 +231,7 @@ class _Submitter:
     ) -> None:
         self.engine, self.request, self.limits, self.background = engine, request, limits, background
         self.skip = skip
-        self.inbox: SimpleQueue[tuple] = SimpleQueue()
+        self.inbox: SimpleQueue[_Event] = SimpleQueue()
         self.rows: list[Row] = []
         self.stopping = threading.Event()
         self.room = threading.Semaphore(engine.pages_ahead)
@@ -336,7 +338,7 @@ def run_ocr(
                     raise JobCancelled("the job was cancelled")
                 next_check = now + CANCEL_POLL_S
             wait = max(0.0, min(next_check, next_flush) - now) if deltas else next_check - now
-            events = []
+            events: list[_Event] = []
             with contextlib.suppress(Empty):
                 events.append(submitter.inbox.get(timeout=max(wait, 0.001)))
             while not submitter.inbox.empty():  # everything that came meanwhile
@@ -345,7 +347,8 @@ def run_ocr(
                 if kind == _PAGE:
                     pages[index] = _OpenPage(engine, request, index, value)
                 elif kind == _TOKENS:
-                    _take_tokens(pages[index], *value, deltas.setdefault(index, _Pending()))
+                    row, tokens = value
+                    _take_tokens(pages[index], row, tokens, deltas.setdefault(index, _Pending()))
                 elif kind == _FINISHED:
                     _flush(ordered, index, deltas)
                     results.append(_finish_page(ordered, index, pages.pop(index), value))

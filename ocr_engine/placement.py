@@ -36,7 +36,9 @@ class Placement:
         for parameter, device, dtype in self.parameters:
             parameter.data = parameter.data.to(device=device, dtype=dtype)
         for module, name, device in self.buffers:
-            module._buffers[name] = module._buffers[name].to(device)
+            buffer = module._buffers[name]
+            assert buffer is not None, "only buffers that were set are recorded"
+            module._buffers[name] = buffer.to(device)
 
 
 def move_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:

@@ -27,7 +27,7 @@ class NoRepeatNGramGuard(LogitsProcessor):
         self.window_size = window_size
         self.exempt_token_ids = tuple(sorted(set(exempt_token_ids)))
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         n = self.ngram_size
         window = input_ids[:, -self.window_size :]
         if window.shape[1] < n:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -19,6 +20,7 @@ from transformers import (
     DeepseekOcr2Processor,
     PreTrainedTokenizerFast,
 )
+from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2TextConfig
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 # The special tokens of the published DeepSeek-OCR tokenizers, in their order there.
@@ -77,6 +79,11 @@ def build_tokenizer(vocab_size: int = 640) -> PreTrainedTokenizerFast:
     return fast
 
 
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """One token's id (transformers types the lookup for a list of tokens too)."""
+    return cast(int, tokenizer.convert_tokens_to_ids(token))
+
+
 def tiny_ocr2_config(
     vocab_size: int, image_token_id: int, *, max_position_embeddings: int = 4096
 ) -> DeepseekOcr2Config:
@@ -119,7 +126,7 @@ def write_tiny_deepseek_ocr2(path: str | Path, *, seed: int = 0, max_position_em
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     config = tiny_ocr2_config(
-        len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), max_position_embeddings=max_position_embeddings
+        len(tokenizer), _token_id(tokenizer, "<image>"), max_position_embeddings=max_position_embeddings
     )
     torch.manual_seed(seed)
     return _save_ocr2(DeepseekOcr2ForConditionalGeneration(config).eval(), tokenizer, path)
@@ -131,7 +138,7 @@ def write_model_files(path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>")).save_pretrained(path)
+    tiny_ocr2_config(len(tokenizer), _token_id(tokenizer, "<image>")).save_pretrained(path)
     _save_processor(tokenizer, path)
     return path
 
@@ -163,12 +170,13 @@ def write_scripted_deepseek_ocr2(path: str | Path, pieces: Sequence[str]) -> Pat
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     tokenizer.add_tokens([piece for piece in pieces if piece not in tokenizer.get_vocab()])
-    chain = [tokenizer.convert_tokens_to_ids(piece) for piece in pieces]
+    chain = [_token_id(tokenizer, piece) for piece in pieces]
     if len(set(chain)) != len(chain) or len(chain) + 1 > TINY_DECODER["hidden_size"]:
         raise ValueError("the pieces must be distinct, and fewer than the decoder is wide")
-    config = tiny_ocr2_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
+    config = tiny_ocr2_config(len(tokenizer), _token_id(tokenizer, "<image>"))
     model = DeepseekOcr2ForConditionalGeneration(config).eval()
     text = model.model.language_model
+    eos = cast(DeepseekOcr2TextConfig, config.text_config).eos_token_id  # DeepseekOcr2Config makes it one
     with torch.no_grad():
         for name, parameter in text.named_parameters():
             if "o_proj" in name or "down_proj" in name:
@@ -181,7 +189,7 @@ def write_scripted_deepseek_ocr2(path: str | Path, pieces: Sequence[str]) -> Pat
         for index, token in enumerate(chain):
             embed[token] = 0.0
             embed[token, index + 1] = 1.0
-            head[chain[index + 1] if index + 1 < len(chain) else config.text_config.eos_token_id, index + 1] = 10.0
+            head[chain[index + 1] if index + 1 < len(chain) else eos, index + 1] = 10.0
     return _save_ocr2(model, tokenizer, path)
 
 

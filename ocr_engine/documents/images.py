@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, cast
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ocr_engine.documents.limits import DocumentLimits
 from ocr_engine.errors import LimitExceeded, UnsupportedDocument
+
+if TYPE_CHECKING:  # type only: importing it at run time would register TIFF ahead of Pillow's plugin order
+    from PIL.TiffImagePlugin import TiffImageFile
 
 # Only TIFF pages are document pages; GIF/WEBP frames are animation, so those count as one page (the first).
 _MULTI_PAGE_FORMATS = frozenset({"TIFF"})
@@ -46,7 +50,8 @@ def _select_frame(image: Image.Image, index: int, limits: DocumentLimits) -> Non
 def count_image_pages(data: bytes, limits: DocumentLimits) -> int:
     """Pages of an image (frames of a multi-page TIFF, else 1), checking every page against max_pixels."""
     with _open_image(data, limits) as image:
-        count = image.n_frames if image.format in _MULTI_PAGE_FORMATS else 1
+        # A TIFF is opened by Pillow's TiffImageFile, the class that counts its frames.
+        count = cast("TiffImageFile", image).n_frames if image.format in _MULTI_PAGE_FORMATS else 1
         for index in range(count):
             _select_frame(image, index, limits)
         return count
@@ -93,7 +98,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     """Scale high-bit-depth grey to 0..255; a plain convert would clip everything above 255 to white."""
-    high = image.getextrema()[1]
+    _, high = cast(tuple[float, float], image.getextrema())  # one band (I, F, I;16): one (min, max) pair
     if high > 255:
         image = image.point(lambda value: value * (255 / high))
     return image.convert("L")

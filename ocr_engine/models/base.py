@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # transformers is imported by the families' modules, when a model is loaded
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextModel
 
 
 @dataclass(slots=True)
@@ -24,7 +27,6 @@ class PreparedSequence:
 class ModelAdapter(Protocol):
     """What the engine needs from a loaded model family."""
 
-    model: torch.nn.Module
     tokenizer: Any
     device: torch.device
     dtype: torch.dtype
@@ -38,7 +40,12 @@ class ModelAdapter(Protocol):
         ...
 
     @property
-    def decoder(self) -> torch.nn.Module:
+    def model(self) -> torch.nn.Module:
+        """The whole model (read-only here, so that each family may keep its own class of it)."""
+        ...
+
+    @property
+    def decoder(self) -> DeepseekOcr2TextModel:
         """The DeepSeek-V2 text model: called with input embeddings, a 4-D mask, positions and a cache."""
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 from ocr_engine.image_tokens import ocr1_image_tokens
 from ocr_engine.models.base import PreparedSequence
-from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrSpec
+from ocr_engine.models.deepseek_ocr_model import DeepseekOcrForCausalLM, DeepseekOcrModel, DeepseekOcrSpec
 from ocr_engine.models.deepseek_ocr_views import NORMALISATION, preprocess
 from ocr_engine.models.deepseek_ocr_weights import from_original, read_checkpoint
 from ocr_engine.modes import FAMILY_MODES, OCR1
@@ -62,7 +62,8 @@ class DeepseekOcrAdapter:
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         model.model.image_token_id = self.image_token_id
         self.bos_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else text.bos_token_id
-        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else text.eos_token_id
+        config_eos = cast(int, text.eos_token_id)  # one id in DeepSeek-OCR configs (transformers allows a list)
+        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config_eos
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
         self.max_model_len = text.max_position_embeddings
         self._lock = threading.Lock()
@@ -106,14 +107,14 @@ class DeepseekOcrAdapter:
         return PreparedSequence(input_ids=ids, vision=vision)
 
     def page_features(self, vision: dict[str, Any]) -> torch.Tensor:
+        global_view = to_pixels(vision["global"], NORMALISATION, self.device, self.dtype)
+        assert global_view is not None, "every page has a global view"
         return self.model.model.page_features(
-            to_pixels(vision["global"], NORMALISATION, self.device, self.dtype)[0],
-            to_pixels(vision["tiles"], NORMALISATION, self.device, self.dtype),
-            vision["grid"],
+            global_view[0], to_pixels(vision["tiles"], NORMALISATION, self.device, self.dtype), vision["grid"]
         )
 
     @property
-    def decoder(self) -> torch.nn.Module:
+    def decoder(self) -> DeepseekOcrModel:
         return self.model.model
 
     @property

@@ -8,11 +8,13 @@ faster than the reference path, and 4x fewer bytes shipped to a GPU.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
 from transformers import AutoProcessor, DeepseekOcr2ForConditionalGeneration
+from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2TextConfig
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextModel
 
 from ocr_engine.image_tokens import ImageGeometry
 from ocr_engine.models.base import PreparedSequence
@@ -70,9 +72,10 @@ class DeepseekOcr2Adapter:
         self.geometry = geometry
         self.device = device
         self.dtype = dtype
-        text_config = model.config.text_config
+        text_config = cast(DeepseekOcr2TextConfig, model.config.text_config)  # DeepseekOcr2Config makes it one
         self.image_token_id = model.config.image_token_id
-        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else text_config.eos_token_id
+        config_eos = cast(int, text_config.eos_token_id)  # one id in DeepSeek-OCR configs (transformers allows a list)
+        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config_eos
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
         self.max_model_len = text_config.max_position_embeddings
         self.normalisation = normalisation(geometry)
@@ -83,7 +86,8 @@ class DeepseekOcr2Adapter:
     def load(cls, source: str, device: torch.device, dtype: torch.dtype) -> DeepseekOcr2Adapter:
         processor = AutoProcessor.from_pretrained(source, backend="pil")
         model = DeepseekOcr2ForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation="sdpa")
-        model.to(device).eval()
+        # PreTrainedModel.to is wrapped in functools.wraps, which mypy sees unbound: move it as the nn.Module it is.
+        cast(torch.nn.Module, model).to(device).eval()
         geometry = ImageGeometry.from_processor(
             processor.image_processor, processor.patch_size, processor.downsample_ratio
         )
@@ -111,7 +115,7 @@ class DeepseekOcr2Adapter:
         return PreparedSequence(input_ids=ids[:at] + image_ids + rest, vision=vision | {"tile_count": tile_count})
 
     @property
-    def decoder(self) -> torch.nn.Module:
+    def decoder(self) -> DeepseekOcr2TextModel:
         return self.model.model.language_model
 
     @property

@@ -76,12 +76,13 @@ class DeepseekOcrSpec:
             bos_token_id=lang.get("bos_token_id", 0),
             eos_token_id=lang.get("eos_token_id", 1),
         )
+        downsample_channels = list(sam.get("downsample_channels", [512, 1024]))
         sam_config = DeepseekOcr2SamVisionConfig(
             hidden_size=sam["width"],
             num_hidden_layers=sam["layers"],
             num_attention_heads=sam["heads"],
             global_attn_indexes=list(sam["global_attn_indexes"]),
-            downsample_channels=list(sam.get("downsample_channels", [512, 1024])),
+            downsample_channels=downsample_channels,
             output_channels=256,
         )
         clip_config = CLIPVisionConfig(
@@ -100,7 +101,7 @@ class DeepseekOcrSpec:
             text=text,
             sam=sam_config,
             clip=clip_config,
-            projector_input=projector.get("input_dim", clip["width"] + sam_config.downsample_channels[1]),
+            projector_input=projector.get("input_dim", clip["width"] + downsample_channels[1]),
             n_embed=projector.get("n_embed", text.hidden_size),
         )
 
@@ -140,7 +141,9 @@ class DeepseekOcrModel(DeepseekOcr2TextModel):
         newline = self.image_newline.to(grid.dtype).expand(grid.shape[0], 1, -1)
         return torch.cat([grid, newline], dim=1).flatten(0, 1)
 
-    def page_features(self, global_view: torch.Tensor, tiles: torch.Tensor | None, grid: tuple[int, int]):
+    def page_features(
+        self, global_view: torch.Tensor, tiles: torch.Tensor | None, grid: tuple[int, int]
+    ) -> torch.Tensor:
         """The image tokens of one page, as the original lays them out: the tile canvas (all tiles as one grid,
         row by row), then the global view, then `view_seperator`."""
         parts = []
@@ -158,6 +161,7 @@ class DeepseekOcrModel(DeepseekOcr2TextModel):
         """Token embeddings with the pages' image features in the image placeholders' places."""
         embeds = self.embed_tokens(input_ids)
         if image_embeds:
+            assert self.image_token_id is not None, "the adapter sets it before any page is embedded"
             mask = (input_ids == self.image_token_id)[..., None]
             embeds = embeds.masked_scatter(mask, torch.cat(image_embeds).to(embeds.dtype))
         return embeds
@@ -170,6 +174,7 @@ class DeepseekOcrModel(DeepseekOcr2TextModel):
         **kwargs: Any,
     ):
         if inputs_embeds is None:
+            assert input_ids is not None, "called with input_ids or inputs_embeds"
             inputs_embeds = self.embed(input_ids, image_embeds)
         return super().forward(inputs_embeds=inputs_embeds, **kwargs)
 
@@ -191,4 +196,7 @@ class DeepseekOcrForCausalLM(nn.Module):
         out = self.model(input_ids=input_ids, **kwargs)
         hidden = out.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-        return CausalLMOutputWithPast(logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(
+            logits=logits,
+            past_key_values=out.past_key_values,  # type: ignore[call-arg]  # the name before `cache`; still accepted
+        )

@@ -41,12 +41,13 @@ def _tiles(image: Image.Image, tile: int) -> Canvas:
 def preprocess(image: Image.Image, mode: ResolutionMode) -> PageViews:
     """The uint8 views of one RGB page in `mode` (sizes from ocr_engine.modes.FAMILY_MODES[OCR1])."""
     image = image.convert("RGB")
+    global_size, tile_size = mode.sides()
     if not mode.crop:
-        side = mode.tile_size
+        side = tile_size
         if side <= RESIZE_LIMIT:
             image = image.resize((side, side), Image.Resampling.BICUBIC)
         return PageViews(Canvas.of(ImageOps.pad(image, (side, side), color=GREY)))
-    global_view = Canvas.of(ImageOps.pad(image, (mode.global_size, mode.global_size), color=GREY))
-    if image.width <= mode.tile_size and image.height <= mode.tile_size:
+    global_view = Canvas.of(ImageOps.pad(image, (global_size, global_size), color=GREY))
+    if image.width <= tile_size and image.height <= tile_size:
         return PageViews(global_view)
-    return PageViews(global_view, _tiles(image, mode.tile_size))
+    return PageViews(global_view, _tiles(image, tile_size))

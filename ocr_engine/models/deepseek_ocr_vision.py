@@ -9,6 +9,7 @@ follow the original checkpoint so that they load without renaming.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +24,12 @@ class ClipEmbeddings(nn.Module):
     def __init__(self, config: CLIPVisionConfig) -> None:
         super().__init__()
         width = config.hidden_size
-        positions = (config.image_size // config.patch_size) ** 2 + 1
+        # Square sides: DeepseekOcrSpec gives ints (the config's annotation also allows pairs and None).
+        image_size, patch_size = cast(int, config.image_size), cast(int, config.patch_size)
+        positions = (image_size // patch_size) ** 2 + 1
         self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
         # Unused on this path (SAM replaces it) but part of the published weights.
-        self.patch_embedding = nn.Conv2d(3, width, config.patch_size, config.patch_size, bias=False)
+        self.patch_embedding = nn.Conv2d(3, width, patch_size, patch_size, bias=False)
         self.position_embedding = nn.Embedding(positions, width)
         self.register_buffer("position_ids", torch.arange(positions)[None], persistent=True)
 

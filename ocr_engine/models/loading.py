@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
+
 from ocr_engine.device import resolve_device, resolve_dtype
 from ocr_engine.errors import ModelUnavailable
 from ocr_engine.model_info import MODEL_HINT, first_line, read_model_config
@@ -19,6 +23,7 @@ def load_adapter(source: str, *, device: str = "auto", dtype: str = "auto") -> M
     family = family_of(model_type)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    loader: Callable[[str, torch.device, torch.dtype], ModelAdapter]
     if family == OCR2:
         from ocr_engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 
