@@ -8,10 +8,12 @@ engine's scheduler, so prefill and decode are all that is measured.
 
 For each C: row i+1 is submitted once row i has its first token (arrivals at different steps, so the rows'
 cached lengths differ as in real traffic); once all C decode, tokens are counted over `--steps` decode steps
-and the rows are cancelled. The same C rows submitted at once (a static batch) are measured beside it. Prints
+and the rows are cancelled. The same C rows submitted at once (a static batch) are measured beside it. Every
+count is measured once per round, `--rounds` rounds (this machine's speed drifts: a round's ratios are measured
+side by side); prints the median tok/s of each C and the median of the rounds' ratios to C=1:
 C | staggered tok/s | × C=1 | static tok/s | × C=1. Target: >= 3.5× at 16 for the staggered rows.
 
-    python bench/engine.py [--tiny] [--device cpu] [--counts 1,4,16] [--steps 24] [--prompt-tokens 256]
+    python bench/engine.py [--tiny] [--device cpu] [--counts 1,4,16] [--rounds 3] [--steps 24] [--prompt-tokens 256]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import threading
 import time
 from contextlib import ExitStack
@@ -145,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--counts", default="1,4,16")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     counts = [int(count) for count in args.counts.split(",")]
 
@@ -158,25 +162,34 @@ def main() -> None:
 
         print(f"device {args.device}, dtype {args.dtype}; prompts of {args.prompt_tokens} tokens, {args.steps} steps")
         measure(engine, prompts(2), 4, staggered=True)  # warm-up
-        table = []
-        for count in counts:
-            staggered = measure(engine, prompts(count), args.steps, staggered=True)
-            static = measure(engine, prompts(count), args.steps, staggered=False)
-            table.append((count, staggered, static))
-            print(f"  {count} sequences: staggered {staggered:.1f} tok/s, static {static:.1f} tok/s", flush=True)
+        rounds: list[dict[int, tuple[float, float]]] = []  # per round: count → (staggered, static) tok/s
+        for number in range(args.rounds):
+            measured = {}
+            for count in counts:
+                staggered = measure(engine, prompts(count), args.steps, staggered=True)
+                static = measure(engine, prompts(count), args.steps, staggered=False)
+                measured[count] = (staggered, static)
+                print(f"  round {number + 1}, {count} sequences: staggered {staggered:.1f} tok/s, static {static:.1f}")
+            rounds.append(measured)
         engine.close()
 
-    base_staggered, base_static = table[0][1], table[0][2]
+    def median(of: int, kind: int, ratio: bool) -> float:
+        """The median over the rounds of C=`of`'s tok/s (kind 0: staggered, 1: static), or of its ratio to C=1."""
+        return statistics.median(r[of][kind] / (r[counts[0]][kind] if ratio else 1.0) for r in rounds)
+
     print()
+    print(f"medians of {args.rounds} rounds")
     print("| sequences | staggered tok/s | × 1 | static tok/s | × 1 |")
     print("|---:|---:|---:|---:|---:|")
-    for count, staggered, static in table:
+    for count in counts:
         print(
-            f"| {count} | {staggered:.1f} | {staggered / base_staggered:.2f} | {static:.1f} | "
-            f"{static / base_static:.2f} |"
+            f"| {count} | {median(count, 0, False):.1f} | {median(count, 0, True):.2f} | "
+            f"{median(count, 1, False):.1f} | {median(count, 1, True):.2f} |"
         )
-    last = table[-1]
-    verdict(last[1] / base_staggered >= 3.5, f"{last[0]} staggered sequences: {last[1] / base_staggered:.2f}× (>= 3.5)")
+    last = counts[-1]
+    spread = ", ".join(f"{r[last][0] / r[counts[0]][0]:.2f}" for r in rounds)
+    ratio = median(last, 0, True)
+    verdict(ratio >= 3.5, f"{last} staggered sequences: {ratio:.2f}× (>= 3.5; rounds {spread})")
 
 
 if __name__ == "__main__":
