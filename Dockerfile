@@ -27,6 +27,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY app ./app
 COPY workers ./workers
 COPY ocr_engine ./ocr_engine
+COPY ocrserve ./ocrserve
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---- base: the runtime user and cache directory, shared by every target --------------------------------------

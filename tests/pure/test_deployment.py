@@ -209,6 +209,15 @@ def test_dockerfile_targets(stages: dict[str, str]) -> None:
     assert healthcheck and "/health" in healthcheck[0]
 
 
+def test_the_image_builds_every_package_of_the_project(stages: dict[str, str]) -> None:
+    """The wheel is built from what the build stage copies: every package pyproject.toml ships must be there."""
+    find = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in find["include"]}
+    assert all((ROOT / package / "__init__.py").is_file() for package in packages)
+    copied = {copy.split()[0] for copy in _instructions(stages["build"], "COPY")}
+    assert packages <= copied, f"the build stage does not copy {sorted(packages - copied)}"
+
+
 def test_dockerfile_torch_wheels(stages: dict[str, str]) -> None:
     """The API and CPU images get the CPU torch wheel; the GPU worker the default (CUDA) one."""
     cpu_chain = stages["deps-cpu"]
