@@ -21,7 +21,7 @@ from ocr_engine.request import OcrRequest
 from workers.celery_app import BACKGROUND_QUEUE, INTERACTIVE_QUEUE, CeleryQueue, make_celery
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobEvent
-from workers.job_service import JobDispatcher, Jobs, to_the_end
+from workers.job_service import Jobs, to_the_end
 from workers.jobs import JobRecord, JobState, Shard, Sharding
 from workers.redis_client import RedisConnection
 from workers.redis_store import RedisJobStore
@@ -47,7 +47,7 @@ def _log_ids(record: JobRecord) -> dict[str, Any]:
     return {key: record.meta[key] for key in ("request_id",) if key in record.meta}
 
 
-class CeleryDispatcher(JobDispatcher):
+class CeleryDispatcher(Jobs):
     def __init__(
         self,
         connection: RedisConnection,
@@ -63,7 +63,7 @@ class CeleryDispatcher(JobDispatcher):
         self._switch_timeout = switch_timeout
         self._store = RedisJobStore(connection, retention)
         self._queue = CeleryQueue(make_celery(connection.url, redelivery_timeout=redelivery_timeout), connection.where)
-        self.jobs = Jobs(self._store, self._queue)
+        super().__init__(self._store, self._queue)
         self._registry = WorkerRegistry(connection, worker_timeout)
         self._last_request: tuple[str, OcrRequest] | None = None
         self._status = EngineStatus(readiness=Readiness.LOADING, message="connecting to Redis")
@@ -82,20 +82,12 @@ class CeleryDispatcher(JobDispatcher):
     def status(self) -> EngineStatus:
         return self._status
 
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
+    async def submit(self, record: JobRecord, request: OcrRequest) -> JobRecord:
         """A job of more than `shard_pages` pages runs as shards (workers.shards)."""
         request = _with_a_seed(request)
         parts = split_request(request, self._shard_pages)
         if len(parts) == 1:
-            return await self.jobs.submit(request, background=background, meta=meta, job_id=job_id)
-        record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
+            return await super().submit(record, request)
         await to_the_end(self._create_shards(record, request, parts))
         return record
 
@@ -112,10 +104,10 @@ class CeleryDispatcher(JobDispatcher):
         await self._store.create(record, request if record.keeps_documents else None)
         log.info("job %s: %d pages in %d shards", record.id, record.pages_total, len(shards))
         for _, child, part in children:
-            await self.jobs.create(child, part)
+            await self.create(child, part)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        record = await self.jobs.get(job_id)
+        record = await super().get(job_id)
         if record is None or record.sharding is None:
             return record
         children = await self._store.get_many([shard.job_id for shard in record.sharding.shards])
@@ -123,7 +115,7 @@ class CeleryDispatcher(JobDispatcher):
         if merged.state in (JobState.FAILED, JobState.CANCELLED):  # a child ended the job: stop the others
             for child in children:
                 if child is not None and not child.state.terminal:
-                    await self.jobs.cancel_job(child)
+                    await self.cancel_job(child)
         return merged
 
     async def request(self, job_id: str) -> OcrRequest | None:
@@ -132,26 +124,26 @@ class CeleryDispatcher(JobDispatcher):
         cached = self._last_request
         if cached is not None and cached[0] == job_id:
             return cached[1]
-        request = await self.jobs.request(job_id)
+        request = await super().request(job_id)
         self._last_request = None if request is None else (job_id, request)
         return request
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """A sharded job's events are made from its children's (see workers.shards)."""
-        record = await self.jobs.get(job_id)
+        record = await super().get(job_id)
         sharded = record is not None and record.sharding is not None
-        source = merge_events(record, self.jobs.events) if record and sharded else self.jobs.events(job_id)
+        source = merge_events(record, super().events) if record and sharded else super().events(job_id)
         async for event in source:
             yield event
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        record = await self.jobs.get(job_id)
+        record = await super().get(job_id)
         if record is None:
             return None
         if record.sharding is None:
-            return await self.jobs.cancel(job_id)
+            return await super().cancel(job_id)
         for shard in record.sharding.shards:
-            await self.jobs.cancel(shard.job_id)
+            await super().cancel(shard.job_id)
         return await self.get(job_id)
 
     async def delete(self, job_id: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -36,17 +36,9 @@ class Dispatcher(Protocol):
 
     def status(self) -> EngineStatus: ...
 
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
-        """Queue a job; its events can be read from the start with `events`. Background jobs may wait behind
-        interactive ones; `meta` is stored with the record as is; `job_id` (default: a new one) is for callers
-        that must know the id first."""
+    async def submit(self, record: JobRecord, request: OcrRequest) -> JobRecord:
+        """Store and queue a new job (`JobRecord.of` the request); its events can be read from the start with
+        `events`. Background jobs may wait behind interactive ones. Returns the record as stored."""
         ...
 
     async def queued_pages(self, background: bool) -> int:

@@ -1,7 +1,8 @@
 """What both dispatchers do with jobs, over a job store and a job queue: submit, read, follow, cancel, delete.
 
-The embedded server composes it of the memory store and its job threads, Celery mode of the Redis store and
-Celery's queues (`workers.local`, `workers.celery_dispatch`).
+Each dispatcher is these jobs over its own store and queue, plus what runs them: the embedded server's are the
+memory store and its job threads (`workers.local`), Celery mode's the Redis store and Celery's queues
+(`workers.celery_dispatch`), which adds shards.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ocr_engine.errors import OcrError, ServiceUnavailable
 from ocr_engine.request import OcrRequest
@@ -57,17 +58,9 @@ class Jobs:
         self.store = store
         self.queue = queue
 
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
+    async def submit(self, record: JobRecord, request: OcrRequest) -> JobRecord:
         """Store and queue a new job. It runs to its end even if the caller is cancelled meanwhile: the job then
         exists, as the job slot the caller reserved for it says (`to_the_end`)."""
-        record = JobRecord.of(request, background=background, meta=meta, job_id=job_id)
         await to_the_end(self.create(record, request))
         return record
 
@@ -123,38 +116,3 @@ class Jobs:
 
     async def queued_pages(self, background: bool) -> int:
         return await self.store.queued_pages(background)
-
-
-class JobDispatcher:
-    """The Dispatcher methods that are the jobs' own, over `self.jobs`: a dispatcher adds what runs them (a model
-    in this process, or workers) and may widen these (Celery mode's shards)."""
-
-    jobs: Jobs
-
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
-        return await self.jobs.submit(request, background=background, meta=meta, job_id=job_id)
-
-    async def queued_pages(self, background: bool) -> int:
-        return await self.jobs.queued_pages(background)
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self.jobs.get(job_id)
-
-    async def request(self, job_id: str) -> OcrRequest | None:
-        return await self.jobs.request(job_id)
-
-    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        return self.jobs.events(job_id)
-
-    async def cancel(self, job_id: str) -> JobRecord | None:
-        return await self.jobs.cancel(job_id)
-
-    async def delete(self, job_id: str) -> bool:
-        return await self.jobs.delete(job_id)

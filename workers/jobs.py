@@ -55,7 +55,7 @@ class Sharding(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
-    id: str
+    id: str = msgspec.field(default_factory=new_job_id)
     state: JobState = JobState.QUEUED
     created_at: float = msgspec.field(default_factory=time.time)
     finished_at: float | None = None
@@ -65,22 +65,9 @@ class JobRecord(msgspec.Struct, kw_only=True):
     error: JobError | None = None
     background: bool = False
     worker: str | None = None  # the worker that claimed the job (Celery mode)
-    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)  # the API's own: what it rebuilds its replies from
     keeps_documents: bool = False  # its request outlives its run, for its page images (see `of`)
     sharding: Sharding | None = None  # a parent job: its children run its pages (Celery mode, workers.shards)
-
-    @classmethod
-    def new(
-        cls,
-        pages_total: int,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
-        """`meta` is opaque to the job layer: the API keeps what it needs to rebuild its reply there. `job_id` is
-        for callers that must know the id before the job exists (admission control reserves a slot under it)."""
-        return cls(id=job_id or new_job_id(), pages_total=pages_total, background=background, meta=meta or {})
 
     @classmethod
     def of(
@@ -91,11 +78,17 @@ class JobRecord(msgspec.Struct, kw_only=True):
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> JobRecord:
-        """The record of a new job for `request`. A background job with layout output keeps its documents while
-        it is kept (its page images are what its boxes are drawn on); every other job lets them go at its end."""
-        record = cls.new(request.sequence_count, background=background, meta=meta, job_id=job_id)
-        record.keeps_documents = background and request.output_format == "layout" and bool(request.documents)
-        return record
+        """The record of a new job for `request`; `job_id` is for callers that must know the id before the job
+        exists (admission control reserves a slot under it). A background job with layout output keeps its
+        documents while it is kept (its page images are what its boxes are drawn on); every other job lets them go
+        at its end."""
+        return cls(
+            id=job_id or new_job_id(),
+            pages_total=request.sequence_count,
+            background=background,
+            meta=meta or {},
+            keeps_documents=background and request.output_format == "layout" and bool(request.documents),
+        )
 
     def apply(self, event: JobEvent) -> bool:
         """Advance the record. An event after a terminal state changes nothing and is refused (False): a late

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ocr_engine.errors import InvalidInput, ModelUnavailable, OcrError, ServiceUnavailable
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobError, JobEvent, JobFailed
-from workers.job_service import JobDispatcher, Jobs
+from workers.job_service import Jobs
 from workers.memory_store import MemoryJobStore
 from workers.model_host import ModelHost
 from workers.registry import SwitchResult, WorkerInfo, choose_device
@@ -25,7 +25,7 @@ from workers.thread_queue import ThreadQueue
 log = logging.getLogger(__name__)
 
 
-class LocalDispatcher(JobDispatcher):
+class LocalDispatcher(Jobs):
     def __init__(
         self,
         load: Callable[[], ModelHost],
@@ -41,7 +41,7 @@ class LocalDispatcher(JobDispatcher):
         self._reporter = WorkerReporter("embedded", model)
         self._store = MemoryJobStore(ttl=job_ttl, max_jobs=max_jobs)
         self._queue = ThreadQueue(concurrency)
-        self.jobs = Jobs(self._store, self._queue)
+        super().__init__(self._store, self._queue)
         self._readiness = Readiness.LOADING
         self._message = "loading the model"
         self._running: set[str] = set()

@@ -142,7 +142,9 @@ async def submit(
         meta = {**(meta or {}), "request_id": request_id}
     await check_queue(ctx, admission, request.sequence_count, background=background)
     async with job_slot(ctx, admission) as job_id:
-        record = await ctx.dispatcher.submit(request, background=background, meta=meta, job_id=job_id)
+        record = await ctx.dispatcher.submit(
+            JobRecord.of(request, background=background, meta=meta, job_id=job_id), request
+        )
     log.info("job %s queued: %d pages%s", record.id, record.pages_total, " (background)" if background else "")
     return record
 

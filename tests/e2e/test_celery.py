@@ -98,7 +98,8 @@ class Api:
         self.loop.run_until_complete(self.dispatcher.start())
 
     def submit(self, request: OcrRequest) -> JobRecord:
-        return self.loop.run_until_complete(self.dispatcher.submit(request, background=True))
+        record = JobRecord.of(request, background=True)
+        return self.loop.run_until_complete(self.dispatcher.submit(record, request))
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.loop.run_until_complete(self.dispatcher.get(job_id))
@@ -451,7 +452,7 @@ def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_u
     )
     loop.spawn(io.running.run())
     try:
-        slow = JobRecord.new(1)
+        slow = JobRecord(pages_total=1)
         loop.call(store.create(slow, request))
         execute(slow.id, io, ocr, time_limit=0)
         failed = loop.call(store.get(slow.id))
@@ -459,7 +460,7 @@ def test_the_worker_time_limit_fails_a_job_and_finished_jobs_are_skipped(redis_u
         assert failed.error is not None and failed.error.code == "time_limit_exceeded"
         assert "OCRSERVE_JOB_TIME_LIMIT" in failed.error.message
 
-        cancelled = JobRecord.new(1)
+        cancelled = JobRecord(pages_total=1)
         loop.call(store.create(cancelled, request))
         loop.call(store.append(cancelled.id, JobCancelled()))
         execute(cancelled.id, io, ocr, time_limit=60)

@@ -12,7 +12,7 @@ from ocr_engine.request import OcrRequest, SamplingParams
 from workers.dispatch import Readiness
 from workers.engine_options import EngineOptions
 from workers.events import JobCancelled, JobCompleted, JobFailed, JobStarted, TextDelta
-from workers.jobs import JobState
+from workers.jobs import JobRecord, JobState
 from workers.local import LocalDispatcher
 from workers.model_host import ModelHost
 
@@ -29,6 +29,10 @@ def short(max_tokens: int = 4) -> OcrRequest:
     return OcrRequest(prompt="Hello", sampling=SamplingParams(max_tokens=max_tokens))
 
 
+async def submit(dispatcher: LocalDispatcher, request: OcrRequest) -> JobRecord:
+    return await dispatcher.submit(JobRecord.of(request), request)
+
+
 @pytest.fixture(scope="module")
 def load(tiny_checkpoint):
     ocr = ModelHost(EngineOptions(model=str(tiny_checkpoint), device="cpu"))
@@ -40,14 +44,14 @@ def test_job_events_and_cancellation(load):
         dispatcher = LocalDispatcher(load, model="tiny")
         await dispatcher.start()
         await wait_ready(dispatcher)
-        done = await dispatcher.submit(short())
+        done = await submit(dispatcher, short())
         events = [event async for event in dispatcher.events(done.id)]
         assert isinstance(events[0], JobStarted) and isinstance(events[-1], JobCompleted)
         assert "".join(e.text for e in events if isinstance(e, TextDelta)) == events[-1].result.text
         assert (await dispatcher.get(done.id)).state is JobState.COMPLETED
 
-        long_job = await dispatcher.submit(short(max_tokens=3000))
-        queued = await dispatcher.submit(short())
+        long_job = await submit(dispatcher, short(max_tokens=3000))
+        queued = await submit(dispatcher, short())
         assert (await dispatcher.cancel(queued.id)).state is JobState.CANCELLED
         async for event in dispatcher.events(long_job.id):
             if isinstance(event, TextDelta):
@@ -66,7 +70,7 @@ def test_a_model_that_fails_to_load_fails_its_queued_jobs():
 
     async def scenario() -> None:
         dispatcher = LocalDispatcher(broken, model="missing")
-        job = await dispatcher.submit(short())
+        job = await submit(dispatcher, short())
         await dispatcher.start()
         await wait_ready(dispatcher)
         assert dispatcher.status().readiness is Readiness.FAILED
@@ -98,7 +102,7 @@ def test_a_model_step_that_never_returns_makes_the_engine_failed(tiny_checkpoint
         await dispatcher.start()
         await wait_ready(dispatcher)
         assert dispatcher.status().readiness is Readiness.READY
-        job = await dispatcher.submit(short())
+        job = await submit(dispatcher, short())
         assert await asyncio.to_thread(entered.wait, 60)
         while host.engine.scheduler.stalled_for() <= 0.2:
             await asyncio.sleep(0.05)

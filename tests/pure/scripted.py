@@ -8,13 +8,12 @@ generation; here only what the API makes of a job's events is under test.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ocr_engine.request import OcrRequest
 from ocr_engine.results import FinishReason, OcrResult, PageResult, TokenLogprob, Usage
 from workers.dispatch import EngineStatus, Readiness
 from workers.events import JobCompleted, JobError, JobEvent, JobFailed, JobStarted, PageFinished, TextDelta
-from workers.job_service import JobDispatcher, Jobs
+from workers.job_service import Jobs
 from workers.jobs import JobRecord
 from workers.memory_store import MemoryJobStore
 from workers.registry import SwitchResult, WorkerInfo
@@ -66,7 +65,7 @@ def failed(error: JobError, *, after: str = "") -> Script:
 
 
 def waiting(request: OcrRequest) -> list[JobEvent]:
-    """A job that stays queued (until the test adds its events to `dispatcher.store`)."""
+    """A job that stays queued (until the test adds its events to `dispatcher.memory`)."""
     return []
 
 
@@ -75,10 +74,12 @@ class ScriptedQueue:
 
     def __init__(self, store: MemoryJobStore, script: Script) -> None:
         self.store, self.script = store, script
+        self.submitted: list[OcrRequest] = []
 
     async def put(self, record: JobRecord) -> None:
         request = await self.store.request(record.id)
         assert request is not None
+        self.submitted.append(request)
         for event in self.script(request):
             self.store.add(record.id, event)
 
@@ -86,15 +87,18 @@ class ScriptedQueue:
         pass
 
 
-class ScriptedDispatcher(JobDispatcher):
+class ScriptedDispatcher(Jobs):
     """The Dispatcher protocol over the memory store; `submitted` holds the requests the API built."""
 
+    @property
+    def submitted(self) -> list[OcrRequest]:
+        return self.scripted.submitted
+
     def __init__(self, script: Script | None = None, *, readiness: Readiness = Readiness.READY) -> None:
-        self.store = MemoryJobStore()
-        self.queue = ScriptedQueue(self.store, script or completed("Hello"))
-        self.jobs = Jobs(self.store, self.queue)
+        self.memory = MemoryJobStore()
+        self.scripted = ScriptedQueue(self.memory, script or completed("Hello"))
+        super().__init__(self.memory, self.scripted)
         self.readiness = readiness
-        self.submitted: list[OcrRequest] = []
         self.queued = {False: 0, True: 0}
 
     async def start(self) -> None:
@@ -105,17 +109,6 @@ class ScriptedDispatcher(JobDispatcher):
 
     def status(self) -> EngineStatus:
         return EngineStatus(readiness=self.readiness, message=f"the test says {self.readiness.value}")
-
-    async def submit(
-        self,
-        request: OcrRequest,
-        *,
-        background: bool = False,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> JobRecord:
-        self.submitted.append(request)
-        return await super().submit(request, background=background, meta=meta, job_id=job_id)
 
     async def queued_pages(self, background: bool) -> int:
         return self.queued[background]

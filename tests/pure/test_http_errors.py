@@ -54,7 +54,7 @@ class RaisingDispatcher(ScriptedDispatcher):
         super().__init__()
         self.error = error
 
-    async def submit(self, request: OcrRequest, **kwargs: Any) -> JobRecord:
+    async def submit(self, record: JobRecord, request: OcrRequest) -> JobRecord:
         raise self.error
 
 

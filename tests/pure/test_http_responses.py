@@ -27,7 +27,7 @@ STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
 
 def mapped(model_info: ModelInfo, *events: Any, record: JobRecord | None = None) -> list[dict[str, Any]]:
     """The stream events of a job's events, as JSON objects (the SDK parses each)."""
-    mapper = ResponseEvents(record or JobRecord.new(2), TokenTexts(model_info.tokenizer))
+    mapper = ResponseEvents(record or JobRecord(pages_total=2), TokenTexts(model_info.tokenizer))
     out = [event for event in mapper.created()]
     for event in events:
         out.extend(mapper.map(event))
@@ -123,11 +123,11 @@ def test_a_background_response_through_its_life(model_info: ModelInfo) -> None:
         assert created["status"] == "queued" and created["output"] == [] and created["metadata"] == {"ticket": "42"}
         job_id = created["id"].removeprefix("resp_")
         for event in completed("Hello")(dispatcher.submitted[0])[:2]:
-            dispatcher.store.add(job_id, event)
+            dispatcher.memory.add(job_id, event)
         running = client.get(f"/v1/responses/{created['id']}").json()
         assert running["status"] == "in_progress" and running["output"][0]["content"] == []
         for event in completed("Hello")(dispatcher.submitted[0])[2:]:
-            dispatcher.store.add(job_id, event)
+            dispatcher.memory.add(job_id, event)
         done = client.get(f"/v1/responses/{created['id']}").json()
         Response.model_validate(done)
         assert done["status"] == "completed" and done["output"][0]["content"][0]["text"] == "Hello"

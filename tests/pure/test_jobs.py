@@ -4,7 +4,7 @@ from workers.jobs import JobRecord, JobState
 
 
 def test_events_drive_the_state_machine_and_terminal_states_stick():
-    record = JobRecord.new(pages_total=2)
+    record = JobRecord(pages_total=2)
     assert record.state is JobState.QUEUED
     record.apply(JobStarted(pages_total=2))
     record.apply(PageFinished(page=0, pages_done=1, pages_total=2, finish_reason="stop"))
@@ -16,6 +16,6 @@ def test_events_drive_the_state_machine_and_terminal_states_stick():
 
 
 def test_failure_keeps_the_error():
-    record = JobRecord.new(pages_total=1)
+    record = JobRecord(pages_total=1)
     record.apply(JobFailed(error=JobError(code="x", message="boom")))
     assert record.state is JobState.FAILED and record.error.message == "boom"

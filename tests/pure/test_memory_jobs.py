@@ -23,7 +23,7 @@ RESULT = OcrResult(text="Hello", pages=[], usage=Usage(), finish_reason="stop")
 
 async def test_a_reader_on_the_loop_follows_events_added_by_a_job_thread() -> None:
     store = MemoryJobStore()
-    record = JobRecord.new(1)
+    record = JobRecord(pages_total=1)
     await store.create(record, REQUEST)
 
     def job_thread() -> None:
@@ -42,7 +42,7 @@ async def test_a_reader_on_the_loop_follows_events_added_by_a_job_thread() -> No
 
 async def test_an_event_after_the_end_is_refused_and_not_kept() -> None:
     store = MemoryJobStore()
-    record = JobRecord.new(1)
+    record = JobRecord(pages_total=1)
     await store.create(record, REQUEST)
     assert await store.append(record.id, JobCancelled())
     assert not await store.append(record.id, JobCompleted(result=RESULT)), "a late completion loses to the cancel"
@@ -53,7 +53,7 @@ async def test_an_event_after_the_end_is_refused_and_not_kept() -> None:
 
 async def test_a_job_that_keeps_its_documents_keeps_its_request_after_the_end() -> None:
     store = MemoryJobStore()
-    record = JobRecord.new(1)
+    record = JobRecord(pages_total=1)
     record.keeps_documents = True
     await store.create(record, REQUEST)
     await store.append(record.id, JobCompleted(result=RESULT))
@@ -70,10 +70,10 @@ async def test_the_embedded_dispatcher_counts_the_pages_of_queued_jobs() -> None
     dispatcher = LocalDispatcher(load_never, model="tiny")  # type: ignore[arg-type]
     await dispatcher.start()
     try:
-        first = await dispatcher.submit(REQUEST, background=True, job_id="chosen-id")
+        first = await dispatcher.submit(JobRecord.of(REQUEST, background=True, job_id="chosen-id"), REQUEST)
         assert first.id == "chosen-id"
-        await dispatcher.submit(REQUEST, background=True)
-        await dispatcher.submit(REQUEST)
+        await dispatcher.submit(JobRecord.of(REQUEST, background=True), REQUEST)
+        await dispatcher.submit(JobRecord.of(REQUEST), REQUEST)
         assert (await dispatcher.queued_pages(True), await dispatcher.queued_pages(False)) == (2, 1)
         await dispatcher.cancel(first.id)
         assert await dispatcher.queued_pages(True) == 1

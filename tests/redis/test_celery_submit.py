@@ -21,7 +21,7 @@ from ocrserve.settings import Settings
 from tests.fixtures import free_port
 from workers.celery_app import make_celery
 from workers.celery_dispatch import CeleryDispatcher
-from workers.jobs import JobState
+from workers.jobs import JobRecord, JobState
 from workers.redis_client import RedisConnection
 
 REQUEST = OcrRequest(prompt="Hi", sampling=SamplingParams(max_tokens=1))
@@ -46,7 +46,7 @@ def test_a_job_whose_message_cannot_be_sent_fails_and_leaves_its_queue(redis_url
             # the record goes to the live Redis; the message to a broker nobody listens on
             dispatcher._queue.app = make_celery(f"redis://127.0.0.1:{free_port()}/0", redelivery_timeout=60)
             with pytest.raises(ServiceUnavailable) as refused:
-                await dispatcher.submit(REQUEST, background=True, job_id="unsent")
+                await dispatcher.submit(JobRecord.of(REQUEST, background=True, job_id="unsent"), REQUEST)
             assert "OCRSERVE_REDIS_URL" in refused.value.message
             record = await dispatcher.get("unsent")
             assert record is not None and record.state is JobState.FAILED
@@ -77,7 +77,7 @@ def test_a_request_cancelled_while_its_job_is_queued_keeps_job_and_slot_together
 
             async def submit_in_a_slot() -> None:
                 async with job_slot(ctx, AdmissionTicket("client")) as job_id:
-                    await dispatcher.submit(REQUEST, background=True, job_id=job_id)
+                    await dispatcher.submit(JobRecord.of(REQUEST, background=True, job_id=job_id), REQUEST)
 
             request = asyncio.create_task(submit_in_a_slot())
             try:

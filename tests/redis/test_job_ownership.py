@@ -52,7 +52,7 @@ async def wait_lost(registry: WorkerRegistry, worker_id: str) -> None:
 
 
 async def new_job(store: RedisJobStore) -> str:
-    record = JobRecord.new(2)
+    record = JobRecord(pages_total=2)
     await store.create(record, OcrRequest(prompt="Hi"))
     return record.id
 

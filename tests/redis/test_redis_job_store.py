@@ -50,10 +50,10 @@ async def test_the_store_counts_the_pages_waiting_in_each_queue(queue_db: str) -
     async with job_store(queue_db) as store:
         client = store.connection.client
         long_job, short_job, chat, deleted = (
-            JobRecord.new(5, background=True),
-            JobRecord.new(2, background=True),
-            JobRecord.new(1),
-            JobRecord.new(4, background=True),
+            JobRecord(pages_total=5, background=True),
+            JobRecord(pages_total=2, background=True),
+            JobRecord(pages_total=1),
+            JobRecord(pages_total=4, background=True),
         )
         for record in (long_job, short_job, chat, deleted):
             await store.create(record, REQUEST)
@@ -91,18 +91,18 @@ async def test_jobs_whose_records_expire_while_they_wait_stop_counting(queue_db:
     """A worker outage longer than the retention: jobs that expired in the queue must not hold it full while newer
     jobs keep arriving (a count whose key each new job keeps alive never loses their pages)."""
     async with job_store(queue_db, ttl=2) as brief, job_store(queue_db) as store:
-        waited, requeued = JobRecord.new(5, background=True), JobRecord.new(3, background=True)
+        waited, requeued = JobRecord(pages_total=5, background=True), JobRecord(pages_total=3, background=True)
         for record in (waited, requeued):
             await brief.create(record, REQUEST)
         await brief.append(requeued.id, JobStarted(pages_total=3))
         await brief.append(requeued.id, JobRequeued(worker="w1", reason="lost"))
-        fresh = JobRecord.new(1, background=True)
+        fresh = JobRecord(pages_total=1, background=True)
         await store.create(fresh, REQUEST)
         await wait_until_expired(store, [waited.id, requeued.id])
         assert await queued(store) == (1, 0)
         await store.delete(waited.id)  # dropped already: deleting it takes nothing more away
         assert await queued(store) == (1, 0)
-        await store.create(JobRecord.new(2, background=True), REQUEST)
+        await store.create(JobRecord(pages_total=2, background=True), REQUEST)
         assert await queued(store) == (3, 0)
         jobs, pages, _ = BACKGROUND_KEYS
         client = store.connection.client
@@ -111,7 +111,7 @@ async def test_jobs_whose_records_expire_while_they_wait_stop_counting(queue_db:
 
 async def test_a_reader_follows_a_job_to_its_end_and_stops_when_it_is_deleted(queue_db: str) -> None:
     async with job_store(queue_db) as store:
-        record = JobRecord.new(1)
+        record = JobRecord(pages_total=1)
         await store.create(record, REQUEST)
         seen: list[object] = []
 
@@ -127,7 +127,7 @@ async def test_a_reader_follows_a_job_to_its_end_and_stops_when_it_is_deleted(qu
         assert [type(event).__name__ for event in seen] == ["JobStarted", "TextDelta", "JobCancelled"]
         assert await store.request(record.id) is None, "a finished job lets its documents go"
 
-        gone = JobRecord.new(1)
+        gone = JobRecord(pages_total=1)
         await store.create(gone, REQUEST)
         reader = asyncio.create_task(follow_until_gone(store, gone.id))
         await store.delete(gone.id)
