@@ -172,9 +172,10 @@ class RedisJobStore:
         return sorted(member.decode() for member in members)
 
     async def append_deltas(self, deltas: Sequence[tuple[str, TextDelta]], *, owner: str) -> list[bool]:
-        """Text deltas of several jobs (job id, delta), in one round trip, each only while `owner` holds its job."""
+        """Text deltas of several jobs (job id, delta), in one round trip, each only while `owner` holds its job;
+        all or none (one MULTI), so a failed round can be sent again whole."""
         with self.connection.reachable():
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with self._client.pipeline() as pipe:
                 for job_id, delta in deltas:
                     args: list[bytes | str | int] = [owner, _encoder.encode(delta), self.ttl]
                     await self._append_if_owner(keys=[owner_key(job_id), events_key(job_id)], args=args, client=pipe)

@@ -11,6 +11,7 @@ pending deltas: its events keep their order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from workers.events import JobEvent, TextDelta
 from workers.redis_store import RedisJobStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -49,14 +52,18 @@ class RunningJobs:
             self._jobs.pop(job_id, None)
 
     async def run(self) -> None:
-        """Write the deltas every `flush_s` and read the flags every `poll_s`, until cancelled."""
+        """Write the deltas every `flush_s` and read the flags every `poll_s`, until cancelled. A round that fails
+        (Redis unreachable) is tried again at the next: the deltas wait in their outboxes meanwhile."""
         next_poll = 0.0
         while True:
             await asyncio.sleep(self.flush_s)
-            await self.flush()
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + self.poll_s
-                await self.poll()
+            try:
+                await self.flush()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_s
+                    await self.poll()
+            except Exception as exc:
+                log.warning("running jobs: a round of Redis reads and writes failed: %s", exc)
 
     async def poll(self) -> None:
         with self._lock:
@@ -91,7 +98,12 @@ class RunningJobs:
         if not pending:
             return
         batch = [(job.job_id, delta) for job, deltas in pending for delta in deltas]
-        written = await self.store.append_deltas(batch, owner=self.worker_id)
+        try:
+            written = await self.store.append_deltas(batch, owner=self.worker_id)
+        except BaseException:
+            for job, deltas in pending:  # back in front of what came meanwhile, for the next try
+                job.outbox.extendleft(reversed(deltas))
+            raise
         refused = {job_id for (job_id, _), ok in zip(batch, written, strict=True) if not ok}
         for job, _ in pending:
             if job.job_id in refused:
