@@ -203,10 +203,13 @@ class CeleryDispatcher(Jobs):
                 with self._connection.reachable():
                     queued = await client.llen(INTERACTIVE_QUEUE) + await client.llen(BACKGROUND_QUEUE)
                 self._status = EngineStatus(readiness=Readiness.READY, message="ready", queued=queued)
-            except ServiceUnavailable as exc:
-                if self._status.message != exc.message:
-                    log.warning(exc.message)
-                self._status = EngineStatus(readiness=Readiness.FAILED, message=exc.message)
+            except Exception as exc:  # unreachable, or refusing (a replica in failover, an ACL): not ready either way
+                message = (
+                    exc.message if isinstance(exc, ServiceUnavailable) else f"Redis at {self._connection.where}: {exc}"
+                )
+                if self._status.message != message:
+                    log.warning(message)
+                self._status = EngineStatus(readiness=Readiness.FAILED, message=message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), REDIS_CHECK_S)
 

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 
+import redis
 from celery.signals import worker_shutting_down
 from PIL import Image
 
@@ -27,7 +28,7 @@ from workers.job_execution import WorkerIo, execute, watch_the_model
 from workers.loop_thread import LoopThread
 from workers.model_host import ModelHost
 from workers.recovery import requeue_lost_jobs
-from workers.redis_client import RedisConnection
+from workers.redis_client import RedisConnection, location
 from workers.redis_store import RedisJobStore
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
@@ -46,6 +47,8 @@ def check_redis(redis_url: str, timeout: float = 3.0) -> str | None:
         return exc.message
     except ValueError as exc:
         return f"OCRSERVE_REDIS_URL is not a Redis URL: {exc}"
+    except redis.RedisError as exc:  # it answers, but refuses (an ACL, a replica in failover)
+        return f"Redis at {location(redis_url)} (OCRSERVE_REDIS_URL) refused a PING: {exc}"
     return None
 
 
@@ -124,7 +127,9 @@ def run_worker(settings: Settings) -> None:
             log.error("the Celery worker stopped without being asked to (its broker lost?); exiting to be restarted")
             sys.exit(RESTART_EXIT)
     finally:
-        with contextlib.suppress(Exception):
-            loop.call(heartbeat.stop(), timeout=10)
-            loop.call(connection.close(), timeout=10)
+        for closing in (heartbeat.stop(), connection.close()):
+            try:
+                loop.call(closing, timeout=10)
+            except Exception as exc:
+                log.warning("worker shutdown: %s", exc or type(exc).__name__)
         loop.stop()

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from ocr_engine.errors import ServiceUnavailable
 from workers.redis_client import RedisConnection
 from workers.registry import WorkerRegistry
 from workers.reporter import WorkerReporter
@@ -69,8 +70,8 @@ class Heartbeat:
                 await self.recover()
                 # waiting for a command is also the pause between two heartbeats
                 command = await next_command(self.connection, self.reporter.worker_id, self.interval)
-            except Exception as exc:
-                log.warning("heartbeat round failed: %s", exc)
+            except Exception as exc:  # Redis away: one line; anything else: its traceback too
+                log.warning("heartbeat round failed: %s", exc, exc_info=not isinstance(exc, ServiceUnavailable))
                 await asyncio.sleep(self.interval)
                 continue
             if command is not None:

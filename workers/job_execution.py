@@ -69,8 +69,11 @@ def execute(job_id: str, io: WorkerIo, ocr: OcrFunction, *, time_limit: float) -
             error = JobError(code="input_expired", message="the job's documents expired before a worker took it")
             io.call(store.append(job_id, JobFailed(error=error), owner=me))
             return
+        finished = io.call(store.finished_pages(job_id))  # by an earlier run (a lost worker's): not read again
+        if finished:
+            log.info("job %s: %d of its pages were finished by an earlier run", job_id, len(finished))
         deadline = time.monotonic() + time_limit
-        job = io.running.start(job_id)
+        job = io.running.start(job_id)  # from here on, `finish` in the `finally` below
 
         def cancelled() -> bool:
             if time.monotonic() > deadline:
@@ -93,9 +96,6 @@ def execute(job_id: str, io: WorkerIo, ocr: OcrFunction, *, time_limit: float) -
             io.hand_over_jobs(f"worker {me} stopped: job {job_id} hit the hard time limit", keep=job_id)
             os._exit(RESTART_EXIT)
 
-        finished = io.call(store.finished_pages(job_id))  # by an earlier run (a lost worker's): not read again
-        if finished:
-            log.info("job %s: %d of its pages were finished by an earlier run", job_id, len(finished))
         try:
             with Watchdog(time_limit + HARD_LIMIT_GRACE_S, stop_the_process):
                 run_job(

@@ -76,8 +76,8 @@ class Jobs:
             error = JobError.of(ServiceUnavailable(f"the job could not be queued ({reason}); submit it again"))
             try:
                 await self.store.append(record.id, JobFailed(error=error))
-            except OcrError as store_exc:  # the store that refused the queue may refuse this too: it then expires
-                log.warning("job %s: cannot mark it failed either: %s", record.id, store_exc.message)
+            except Exception as store_exc:  # the store that refused the queue may refuse this too: it then expires
+                log.warning("job %s: cannot mark it failed either: %s", record.id, store_exc)
             raise
 
     async def get(self, job_id: str) -> JobRecord | None:

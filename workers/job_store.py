@@ -8,7 +8,7 @@ job out of a terminal state, and an event refused by the record is not kept eith
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from ocr_engine.request import OcrRequest
@@ -23,10 +23,6 @@ class JobStore(Protocol):
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
-
-    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
-        """Several records at once (a sharded job's children)."""
-        ...
 
     async def request(self, job_id: str) -> OcrRequest | None:
         """The job's request until it ends, or while it is kept if the job keeps its documents."""

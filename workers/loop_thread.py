@@ -30,8 +30,8 @@ class LoopThread:
         """Start `work` on the loop without waiting for it."""
         return asyncio.run_coroutine_threadsafe(work, self.loop)
 
-    def stop(self) -> None:
-        """Cancel what still runs on the loop, then stop it."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel what still runs on the loop (waiting at most `timeout` seconds for it), then stop and close it."""
 
         async def cancel_the_rest() -> None:
             tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
@@ -40,6 +40,10 @@ class LoopThread:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._thread.is_alive():
-            self.call(cancel_the_rest())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
+            try:
+                self.call(cancel_the_rest(), timeout)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ocr_engine.request import OcrRequest
@@ -43,9 +43,6 @@ class MemoryJobStore:
         job = self._jobs.get(job_id)
         return job.record if job else None
 
-    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
-        return [await self.get(job_id) for job_id in job_ids]
-
     async def request(self, job_id: str) -> OcrRequest | None:
         job = self._jobs.get(job_id)
         return job.request if job else None
@@ -62,17 +59,13 @@ class MemoryJobStore:
             job.events.append(event)
             if isinstance(event, TERMINAL_EVENTS) and not job.record.keeps_documents:
                 job.request = None
-            waiters, job.waiters = job.waiters, []
-        for waiter in waiters:
-            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        _wake_all(job)
         return True
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         job = self._jobs.get(job_id)
-        if job is None:
-            return
         seen = 0
-        while True:
+        while job is not None and self._jobs.get(job_id) is job:  # a deleted job's readers stop
             while seen < len(job.events):
                 event = job.events[seen]
                 seen += 1
@@ -80,7 +73,7 @@ class MemoryJobStore:
                 if isinstance(event, TERMINAL_EVENTS):
                     return
             with self._lock:
-                if seen < len(job.events):
+                if seen < len(job.events) or self._jobs.get(job_id) is not job:
                     continue
                 waiter = asyncio.get_running_loop().create_future()
                 job.waiters.append(waiter)
@@ -105,7 +98,9 @@ class MemoryJobStore:
 
     async def delete(self, job_id: str) -> None:
         with self._lock:
-            self._jobs.pop(job_id, None)
+            job = self._jobs.pop(job_id, None)
+        if job is not None:
+            _wake_all(job)
 
     async def queued_pages(self, background: bool) -> int:
         with self._lock:
@@ -128,6 +123,13 @@ class MemoryJobStore:
         for index, job in enumerate(finished):
             if index < excess or now - (job.record.finished_at or now) > self._ttl:
                 del self._jobs[job.record.id]
+
+
+def _wake_all(job: _Job) -> None:
+    """Wake the job's readers, on their own loops (any thread)."""
+    waiters, job.waiters = job.waiters, []
+    for waiter in waiters:
+        waiter.get_loop().call_soon_threadsafe(_wake, waiter)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -3,7 +3,8 @@
 The record only changes by applying an event inside a WATCH transaction, so concurrent writers (a worker
 finishing, the API cancelling) can never move a job out of a terminal state; the same transaction keeps the
 job's owner, its worker's job set and its queue's index (`workers.redis_queue_index`) in step. Text deltas do
-not change the record and are appended without a transaction. Keys expire after the retention time.
+not change the record and skip its transaction (a worker's are written together: `append_deltas`). Keys expire
+after the retention time.
 
 Workers hold the jobs they run: only the owner may write a job's events, so a worker taken for lost while it
 was still running cannot write into a job another worker took over.
@@ -101,14 +102,16 @@ class RedisJobStore:
     async def append(self, job_id: str, event: JobEvent, *, owner: str | None = None) -> bool:
         """`owner` (a worker): only while it holds the job; False, and nothing written, once it was handed to
         another worker."""
+        if isinstance(event, TextDelta) and owner is not None:
+            (written,) = await self.append_deltas([(job_id, event)], owner=owner)
+            return written
         with self.connection.reachable():
             if not isinstance(event, TextDelta):
-                when = None if owner is None else (lambda record: record.worker == owner)
-                return await self._transition(job_id, event, when=when) is not None
-            if owner is not None:
-                args: list[bytes | str | int] = [owner, _encoder.encode(event), self.ttl]
-                keys = [owner_key(job_id), events_key(job_id)]
-                return bool(await self._append_if_owner(keys=keys, args=args))
+
+                async def held(record: JobRecord) -> bool:
+                    return owner is None or record.worker == owner
+
+                return await self._transition(job_id, event, held) is not None
             async with self._client.pipeline() as pipe:
                 pipe.xadd(events_key(job_id), {"e": _encoder.encode(event)})
                 pipe.expire(events_key(job_id), self.ttl)
@@ -157,13 +160,16 @@ class RedisJobStore:
             return record.worker in (None, worker_id) or not await is_alive(record.worker)
 
         with self.connection.reachable():
-            return await self._transition(job_id, JobClaimed(worker=worker_id), when_async=free)
+            return await self._transition(job_id, JobClaimed(worker=worker_id), free)
 
     async def requeue(self, job_id: str, lost_worker: str, reason: str) -> JobRecord | None:
         """Put a job of a lost worker back in the queued state (None when it finished or moved on meanwhile)."""
-        event = JobRequeued(worker=lost_worker, reason=reason)
+
+        async def still_held(record: JobRecord) -> bool:
+            return record.worker == lost_worker
+
         with self.connection.reachable():
-            return await self._transition(job_id, event, when=lambda record: record.worker == lost_worker)
+            return await self._transition(job_id, JobRequeued(worker=lost_worker, reason=reason), still_held)
 
     async def held_by(self, worker_id: str) -> list[str]:
         """The jobs `worker_id` claimed and has not finished (or lost) yet."""
@@ -173,7 +179,8 @@ class RedisJobStore:
 
     async def append_deltas(self, deltas: Sequence[tuple[str, TextDelta]], *, owner: str) -> list[bool]:
         """Text deltas of several jobs (job id, delta), in one round trip, each only while `owner` holds its job;
-        all or none (one MULTI), so a failed round can be sent again whole."""
+        all or none (one MULTI), so a failed round can be sent again whole. At least once: a round whose reply is
+        lost after Redis ran it is sent again, and its text then shows twice in the stream (not in the result)."""
         with self.connection.reachable():
             async with self._client.pipeline() as pipe:
                 for job_id, delta in deltas:
@@ -202,12 +209,7 @@ class RedisJobStore:
 
     # ---- the record's transaction -------------------------------------------------------------------------
     async def _transition(
-        self,
-        job_id: str,
-        event: JobEvent,
-        *,
-        when: Callable[[JobRecord], bool] | None = None,
-        when_async: Callable[[JobRecord], Awaitable[bool]] | None = None,
+        self, job_id: str, event: JobEvent, when: Callable[[JobRecord], Awaitable[bool]]
     ) -> JobRecord | None:
         """Apply `event` to the record and add it to the stream, atomically; None (nothing written) when the job
         is gone, terminal, or `when` refuses. Retries when another writer changed the record meanwhile."""
@@ -218,7 +220,7 @@ class RedisJobStore:
                     record = _record(await pipe.get(record_key(job_id)))
                     if record is None or record.state.terminal:
                         return None
-                    if (when is not None and not when(record)) or (when_async and not await when_async(record)):
+                    if not await when(record):
                         return None
                     before, owner_before = record.state, record.worker
                     record.apply(event)

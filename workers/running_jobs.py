@@ -15,7 +15,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.events import JobEvent, TextDelta
 from workers.redis_store import RedisJobStore
@@ -52,18 +54,31 @@ class RunningJobs:
             self._jobs.pop(job_id, None)
 
     async def run(self) -> None:
-        """Write the deltas every `flush_s` and read the flags every `poll_s`, until cancelled. A round that fails
-        (Redis unreachable) is tried again at the next: the deltas wait in their outboxes meanwhile."""
+        """Write the deltas every `flush_s` and read the flags every `poll_s`, until cancelled. Writes and reads
+        fail apart (Redis may refuse writes and still answer reads); what fails is tried again at the next round,
+        the deltas waiting in their outboxes meanwhile."""
         next_poll = 0.0
+        failing: set[str] = set()
         while True:
             await asyncio.sleep(self.flush_s)
-            try:
-                await self.flush()
-                if time.monotonic() >= next_poll:
-                    next_poll = time.monotonic() + self.poll_s
-                    await self.poll()
-            except Exception as exc:
-                log.warning("running jobs: a round of Redis reads and writes failed: %s", exc)
+            await self._round("writing text deltas", self.flush(), failing)
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + self.poll_s
+                await self._round("reading cancel flags and owners", self.poll(), failing)
+
+    @staticmethod
+    async def _round(what: str, work: Coroutine[Any, Any, None], failing: set[str]) -> None:
+        """Run one round of `what`, logging when it starts to fail and when it works again (not every round)."""
+        try:
+            await work
+        except Exception as exc:
+            if what not in failing:
+                log.warning("running jobs: %s failed, trying again every round: %s", what, exc)
+                failing.add(what)
+            return
+        if what in failing:
+            log.info("running jobs: %s works again", what)
+            failing.discard(what)
 
     async def poll(self) -> None:
         with self._lock:
@@ -75,11 +90,11 @@ class RunningJobs:
         ):
             job.cancel, job.owner = cancel, owner
 
-    async def flush(self, only: RunningJob | None = None) -> None:
-        """Every job's pending deltas (or `only` one job's), in one pipeline. A delta refused because another
-        worker holds the job now marks it handed over."""
+    async def flush(self) -> None:
+        """Every job's pending deltas, in one MULTI. A delta refused because another worker holds the job now
+        marks it handed over."""
         async with self._writing:
-            await self._flush(only)
+            await self._flush(None)
 
     async def write(self, job: RunningJob, event: JobEvent) -> bool:
         """An event that changes the job's record, after the job's pending deltas; False when it was refused."""

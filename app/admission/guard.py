@@ -140,8 +140,8 @@ async def check_queue(ctx: AppContext, ticket: AdmissionTicket, pages: int, *, b
 @asynccontextmanager
 async def job_slot(ctx: AppContext, ticket: AdmissionTicket) -> AsyncIterator[str | None]:
     """Reserve one of the client's OCRSERVE_MAX_CONCURRENT_JOBS slots (429 when all are taken) under a new job
-    id, for the body to submit the job with; released if the submit fails. Yields None (the dispatcher picks
-    the id) when there is no limit."""
+    id, for the body to submit the job with; released if the submit fails. Yields None (the job gets a new id of
+    its own) when there is no limit."""
     client, limit = ticket.client, ctx.settings.max_concurrent_jobs
     if limit <= 0:
         yield None

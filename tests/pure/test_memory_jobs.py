@@ -51,6 +51,18 @@ async def test_an_event_after_the_end_is_refused_and_not_kept() -> None:
     assert kept is not None and kept.state is JobState.CANCELLED
 
 
+async def test_a_reader_stops_when_the_job_is_deleted() -> None:
+    store = MemoryJobStore()
+    record = JobRecord(pages_total=1)
+    await store.create(record, REQUEST)
+    store.add(record.id, JobStarted(pages_total=1))
+    reader = asyncio.create_task(_read(store, record.id))
+    await asyncio.sleep(0.01)  # the reader waits for more
+    await store.delete(record.id)
+    assert [type(event) for event in await asyncio.wait_for(reader, 10)] == [JobStarted]
+    assert not store.add(record.id, JobCancelled()), "nothing more is kept of a deleted job"
+
+
 async def test_a_job_that_keeps_its_documents_keeps_its_request_after_the_end() -> None:
     store = MemoryJobStore()
     record = JobRecord(pages_total=1)

@@ -18,15 +18,19 @@ pytestmark = pytest.mark.anyio
 
 
 class FlakyStore:
-    """Fails the first `failures` rounds of writes, then keeps what it is sent."""
+    """Fails the first `failures` rounds of writes (each after a wait, while its job goes on writing), then keeps
+    what it is sent."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.written: list[tuple[str, str]] = []
+        self.writing = asyncio.Event()  # a write is in flight
 
     async def append_deltas(self, deltas: Sequence[tuple[str, TextDelta]], *, owner: str) -> list[bool]:
         if self.failures:
             self.failures -= 1
+            self.writing.set()
+            await asyncio.sleep(0.02)
             raise ServiceUnavailable("cannot reach Redis")
         self.written += [(job_id, delta.text) for job_id, delta in deltas]
         return [True] * len(deltas)
@@ -42,8 +46,8 @@ async def test_deltas_of_a_failed_round_go_out_with_the_next_in_order() -> None:
     job.outbox.extend(TextDelta(page=0, text=text) for text in "ab")
     task = asyncio.create_task(running.run())
     try:
-        await asyncio.sleep(0.015)  # a failed round or two
-        job.outbox.append(TextDelta(page=0, text="c"))  # written meanwhile, after what waits
+        await store.writing.wait()
+        job.outbox.append(TextDelta(page=0, text="c"))  # while "a" and "b" are out in a round that will fail
         for _ in range(200):
             if len(store.written) == 3:
                 break
