@@ -131,5 +131,5 @@ def run_worker(settings: Settings) -> None:
             try:
                 loop.call(closing, timeout=10)
             except Exception as exc:
-                log.warning("worker shutdown: %s", exc or type(exc).__name__)
+                log.warning("worker shutdown: %r", exc)
         loop.stop()

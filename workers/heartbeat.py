@@ -9,7 +9,6 @@ round stops it: a dead heartbeat would make a working worker look lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ class Heartbeat:
         self.interval = interval
         self.recover = recover
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._one_switch = asyncio.Lock()
         self._switches: set[asyncio.Task[None]] = set()
 
@@ -52,25 +52,29 @@ class Heartbeat:
         await self.registry.beat(await asyncio.to_thread(self.reporter.snapshot))
 
     async def stop(self) -> None:
-        """Leave the registry (a worker that stops cleanly is gone, not lost)."""
-        for task in [self._task, *self._switches]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Leave the registry (a worker that stops cleanly is gone, not lost). A cancelled Redis call may end in an
+        error of its own, or in nothing (the round then ends at its next check): whatever the rounds end with, the
+        worker leaves."""
+        self._stopping = True
+        tasks = [task for task in [self._task, *self._switches] if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self.registry.remove(self.reporter.worker_id)
         except Exception as exc:
             log.warning("could not leave the worker registry: %s", exc)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:  # not the cancellation alone: redis-py may swallow one that lands in its call
             try:
                 await self.beat()
                 await self.recover()
                 # waiting for a command is also the pause between two heartbeats
                 command = await next_command(self.connection, self.reporter.worker_id, self.interval)
             except Exception as exc:  # Redis away: one line; anything else: its traceback too
+                if self._stopping:
+                    return
                 log.warning("heartbeat round failed: %s", exc, exc_info=not isinstance(exc, ServiceUnavailable))
                 await asyncio.sleep(self.interval)
                 continue
